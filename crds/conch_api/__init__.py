@@ -1,0 +1,23 @@
+"""Shared API types of Conch: the `Model` custom resource."""
+
+from .model import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    Condition,
+    Model,
+    ModelSpec,
+    ModelStatus,
+    Phase,
+    PromptFamily,
+    Quantization,
+    Runtime,
+    TensorInterface,
+)
+
+__all__ = [
+    "API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION", "Condition", "Model", "ModelSpec",
+    "ModelStatus", "Phase", "PromptFamily", "Quantization", "Runtime", "TensorInterface",
+]

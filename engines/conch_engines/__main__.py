@@ -1,0 +1,34 @@
+"""`python -m conch_engines` — the embedded default and model repository tools.
+
+    python -m conch_engines up                  Triton + the bundled model + the gateway (what `make up` runs)
+    python -m conch_engines repository DIR      write the bundled model's Triton repository to DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import bundled, repository
+from .embedded import EmbeddedConfig, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conch_engines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("up", help="run the embedded default in the foreground")
+    repo = commands.add_parser("repository", help="write the bundled model's Triton model repository")
+    repo.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "repository":
+        model = bundled.smollm2()
+        repository.write_repository(args.directory, repository.llama_cpp_files(model.id, str(model.gguf_path)))
+        print(args.directory)
+        return 0
+    return run(EmbeddedConfig.from_env())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

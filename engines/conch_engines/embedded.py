@@ -1,0 +1,152 @@
+"""The embedded default: a local Triton serving the bundled 4-bit SmolLM2 on CPU, plus the
+gateway in front of it — no cluster. This is what `make up` runs, in the foreground.
+
+Triton and the gateway are child processes that die with this one (PR_SET_PDEATHSIG), and
+Ctrl-C / SIGTERM stops both, so no orphan is ever left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from conch_api import API_VERSION
+
+from . import bundled, repository
+from .triton_server import TritonPorts, TritonServer, TritonStartError, die_with_parent, port_is_free
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    state_dir: Path
+    gateway_port: int = 8000
+    triton_http_port: int = 8100
+    n_ctx: int = 4096
+
+    @classmethod
+    def from_env(cls) -> "EmbeddedConfig":
+        return cls(
+            state_dir=Path(os.environ.get("CONCH_STATE_DIR", Path.cwd() / ".conch")).resolve() / "embedded",
+            gateway_port=int(os.environ.get("PORT", "8000")),
+            triton_http_port=int(os.environ.get("TRITON_HTTP_PORT", "8100")),
+            n_ctx=int(os.environ.get("CONCH_N_CTX", "4096")),
+        )
+
+
+def bundled_model_resource(model: bundled.BundledModel, triton_url: str) -> dict:
+    """The bundled model as a `Model` resource, as the operator would publish it once Ready."""
+    template = bundled.gguf_metadata(model.gguf_path).get("tokenizer.chat_template")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Model",
+        "metadata": {"name": model.id},
+        "spec": {
+            "displayName": model.display_name,
+            "runtime": "llama-cpp",
+            "source": {"file": {"path": str(model.gguf_path)}},
+            "promptFamily": model.prompt_family,
+            **({"chatTemplate": template} if template else {}),
+        },
+        "status": {
+            "phase": "Ready",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Embedded", "message": "local Triton"}],
+            "endpoint": triton_url,
+            "tritonModel": model.id,
+            "interface": "ensemble",
+        },
+    }
+
+
+def prepare(config: EmbeddedConfig) -> tuple[Path, Path, bundled.BundledModel]:
+    """Writes the Triton model repository and the gateway's model file; returns their paths."""
+    model = bundled.smollm2()
+    repo = repository.write_repository(
+        config.state_dir / "repository",
+        repository.llama_cpp_files(model.id, str(model.gguf_path), n_ctx=config.n_ctx),
+    )
+    models_file = config.state_dir / "models.yaml"
+    triton_url = f"http://127.0.0.1:{config.triton_http_port}"
+    models_file.write_text(yaml.safe_dump(bundled_model_resource(model, triton_url), sort_keys=False))
+    return repo, models_file, model
+
+
+def start_gateway(config: EmbeddedConfig, models_file: Path) -> subprocess.Popen:
+    env = dict(os.environ, PORT=str(config.gateway_port), CONCH_HOST="127.0.0.1",
+               CONCH_MODEL_SOURCE="local", CONCH_LOCAL_MODELS_FILE=str(models_file))
+    return subprocess.Popen([sys.executable, "-m", "conch_gateway"], env=env, preexec_fn=die_with_parent)
+
+
+def wait_for_gateway(process: subprocess.Popen, port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited with code {process.returncode} (its log is above)")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # 503 still means it is serving
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the gateway did not answer on port {port} within {timeout:.0f}s")
+
+
+def run(config: EmbeddedConfig) -> int:
+    say = lambda message: print(f"[conch] {message}", flush=True)  # noqa: E731
+    if not port_is_free(config.gateway_port):
+        say(f"port {config.gateway_port} is already in use; set PORT to another port")
+        return 2
+    repo, models_file, model = prepare(config)
+    triton = TritonServer(repo, config.state_dir / "triton", TritonPorts.from_http(config.triton_http_port))
+    say(f"starting Triton Inference Server with {model.display_name} (log: {triton.log_path})")
+    try:
+        triton.start()
+    except TritonStartError as exc:
+        say(str(exc))
+        return 1
+    gateway = None
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        gateway = start_gateway(config, models_file)
+        wait_for_gateway(gateway, config.gateway_port)
+        ports = triton.ports
+        say(f"Triton:  http://127.0.0.1:{ports.http}  (gRPC 127.0.0.1:{ports.grpc}, metrics http://127.0.0.1:{ports.metrics}/metrics)")
+        say(f"Gateway: http://127.0.0.1:{config.gateway_port}  (model id: {model.id}; API docs at /docs)")
+        say("Ctrl-C stops both.")
+        while not stopping:
+            if gateway.poll() is not None:
+                say(f"the gateway exited with code {gateway.returncode}")
+                return 1
+            if not triton.is_running():
+                say(f"Triton exited unexpectedly. Its log ends with:\n{triton.log_tail()}")
+                return 1
+            time.sleep(0.5)
+        say("stopping")
+        return 0
+    except RuntimeError as exc:
+        say(str(exc))
+        return 1
+    finally:
+        if gateway is not None and gateway.poll() is None:
+            gateway.terminate()
+            try:
+                gateway.wait(15)
+            except subprocess.TimeoutExpired:
+                gateway.kill()
+        triton.stop()

@@ -1,0 +1,1 @@
+"""Talking to inference servers: backend-neutral types, tensor-interface codecs, the Triton client."""

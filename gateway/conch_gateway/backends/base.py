@@ -1,0 +1,52 @@
+"""Backend-neutral generation types and errors, shared by every API dialect and every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    prompt: str
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    greedy: bool = False
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # the user's stop strings: generation ends there, text excludes them
+    stop_tokens: tuple[str, ...] = ()  # the model's end-of-turn tokens, also sent as stop words
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+@dataclass(slots=True)
+class GenerationResult:
+    text: str
+    output_tokens: int
+    input_tokens: int | None
+    finish_reason: str  # "stop" | "length"
+
+
+class BackendError(Exception):
+    """Base of errors raised while talking to an inference server."""
+
+
+class BackendUnavailable(BackendError):
+    """The server could not be reached (connection refused/reset, DNS, …)."""
+
+
+class BackendTimeout(BackendError):
+    def __init__(self, seconds: float):
+        super().__init__(f"no answer within {seconds:g}s")
+        self.seconds = seconds
+
+
+class BackendFailed(BackendError):
+    """The server answered with an error."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message

@@ -1,0 +1,141 @@
+"""One error envelope for every route.
+
+    {"error": {"code", "message", "type", "param", "details"}, "error_code", "timestamp", "path"}
+
+`error.code/message` satisfy seeds 001 and 003, `error_code` seed 000, and `error.message/type/
+param/code` the OpenAI SDKs (which pick their exception class from the HTTP status).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from .responses import JSONBytes
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("conch.gateway")
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "server_error",
+    501: "server_error",
+    503: "service_unavailable_error",
+    504: "timeout_error",
+}
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+class ConchError(Exception):
+    """An error the client should see, with a stable code."""
+
+    def __init__(self, status: int, code: str, message: str, *, param: str | None = None,
+                 details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.details = details
+        self.headers = headers
+
+
+def invalid_request(message: str, param: str | None = None, details: Any = None) -> ConchError:
+    return ConchError(422, "INVALID_REQUEST", message, param=param, details=details)
+
+
+def model_not_found(model_id: str, param: str = "model_id") -> ConchError:
+    return ConchError(400, "MODEL_NOT_FOUND", f"model '{model_id}' is not served here; GET /v1/models lists the models",
+                      param=param)
+
+
+def model_not_ready(model_id: str, reason: str) -> ConchError:
+    return ConchError(503, "MODEL_NOT_READY", f"model '{model_id}' is not ready: {reason}", headers={"Retry-After": "5"})
+
+
+def prompt_format_failed(message: str, param: str | None = None) -> ConchError:
+    return ConchError(400, "PROMPT_FORMAT_FAILED", message, param=param)
+
+
+def downstream_failed(model_id: str, message: str) -> ConchError:
+    return ConchError(503, "DOWNSTREAM_REQUEST_FAILED", f"the inference server for '{model_id}' is unreachable: {message}",
+                      headers={"Retry-After": "5"})
+
+
+def inference_timeout(model_id: str, seconds: float) -> ConchError:
+    return ConchError(504, "INFERENCE_TIMEOUT", f"inference on '{model_id}' took longer than {seconds:g}s and was cancelled")
+
+
+def triton_server_error(model_id: str, message: str) -> ConchError:
+    return ConchError(500, "TRITON_SERVER_ERROR", f"the inference server failed for '{model_id}': {message}")
+
+
+def context_length_exceeded(model_id: str, message: str) -> ConchError:
+    return ConchError(400, "CONTEXT_LENGTH_EXCEEDED", f"the request does not fit the context of '{model_id}': {message}")
+
+
+def envelope(status: int, code: str, message: str, path: str, *, param: str | None = None,
+             details: Any = None) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "type": _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
+            "param": param,
+            "details": details,
+        },
+        "error_code": code,
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "path": path,
+    }
+
+
+def error_response(exc: ConchError, path: str) -> JSONBytes:
+    body = envelope(exc.status, exc.code, exc.message, path, param=exc.param, details=exc.details)
+    return JSONBytes(body, status_code=exc.status, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConchError)
+    async def _conch(request: Request, exc: ConchError):
+        return error_response(exc, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError):
+        problems = [_problem(e) for e in exc.errors()]
+        first = problems[0] if problems else {"loc": "", "msg": "invalid request"}
+        message = f"{first['loc']}: {first['msg']}" if first["loc"] else first["msg"]
+        return error_response(invalid_request(message, param=first["loc"] or None, details=problems), request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        code = _HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404:
+            message = f"no route for {request.method} {request.url.path}"
+        error = ConchError(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        return error_response(error, request.url.path)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        error = ConchError(500, "INTERNAL_ERROR", "the gateway failed to handle this request; see its log")
+        return error_response(error, request.url.path)
+
+
+def _problem(error: dict[str, Any]) -> dict[str, Any]:
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    return jsonable_encoder({"loc": ".".join(loc), "msg": error.get("msg", ""), "type": error.get("type", "")})

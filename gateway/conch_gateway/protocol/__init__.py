@@ -1,0 +1,1 @@
+"""Request and response types, one module per API dialect."""

@@ -1,0 +1,49 @@
+"""Model listing and health: `GET /v1/models`, `GET /health`, `GET /health/full`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "conch"
+
+
+class UnifiedModel(BaseModel):
+    id: str
+    name: str
+    status: str
+    supports: list[str]
+    endpoint: str | None
+
+
+class ModelList(BaseModel):
+    """OpenAI's `{object, data}` and seed 000's `{models}` in one body."""
+
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+    models: list[UnifiedModel]
+
+
+class Health(BaseModel):
+    """Seed 000's fields (`status`, `models`, `total`) plus seed 001's."""
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    models: dict[str, str]
+    total: int
+    healthy: int
+    model_loaded: bool
+    memory_usage: str
+    active_connections: int
+
+
+class FullHealth(BaseModel):
+    status: Literal["healthy", "degraded", "unhealthy"]
+    details: dict[str, str]
+    total: int
+    healthy: int

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import asyncio
+
+import psutil
+from fastapi import APIRouter
+from ..responses import JSONBytes
+
+from ..dependencies import AppMetrics, Registry, Triton
+from ..protocol.models import FullHealth, Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health, summary="Health from the routing table (503 when no model is healthy)")
+async def health(registry: Registry, metrics: AppMetrics):
+    models = registry.all()
+    healthy = sum(m.healthy for m in models)
+    body = Health(
+        status=_overall(healthy, len(models)),
+        models={m.id: m.health for m in models},
+        total=len(models),
+        healthy=healthy,
+        model_loaded=healthy > 0,
+        memory_usage=_memory_usage(),
+        active_connections=metrics.active_count,
+    )
+    return JSONBytes(body.model_dump(), status_code=200 if healthy else 503)
+
+
+@router.get("/health/full", response_model=FullHealth, summary="Probes every model's Triton readiness now")
+async def health_full(registry: Registry, triton: Triton):
+    models = registry.all()
+
+    async def probe(model) -> str:
+        if model.endpoint is None or model.triton_model is None:
+            return model.health
+        return "healthy" if await triton.model_ready(model.endpoint, model.triton_model) else "unhealthy"
+
+    states = await asyncio.gather(*(probe(m) for m in models))
+    details = {m.id: state for m, state in zip(models, states)}
+    healthy = sum(state == "healthy" for state in states)
+    body = FullHealth(status=_overall(healthy, len(models)), details=details, total=len(models), healthy=healthy)
+    return JSONBytes(body.model_dump(), status_code=200 if healthy else 503)
+
+
+def _overall(healthy: int, total: int) -> str:
+    if total and healthy == total:
+        return "healthy"
+    return "degraded" if healthy else "unhealthy"
+
+
+def _memory_usage() -> str:
+    memory = psutil.virtual_memory()
+    return f"{(memory.total - memory.available) / 2**30:.1f}GB/{memory.total / 2**30:.1f}GB"

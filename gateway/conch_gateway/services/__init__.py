@@ -1,0 +1,1 @@
+"""Dialect-independent logic between the routes and the backends."""

@@ -1,0 +1,49 @@
+"""The README's first command: `python -m conch_engines up` (what `make up` runs) brings up Triton
+and the gateway, answers the README's curl, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+import pytest
+
+from support import REPO_ROOT, free_port, free_port_block
+
+pytestmark = pytest.mark.triton
+
+
+def test_up_serves_and_stops_cleanly(tmp_path):
+    port, triton_port = free_port(), free_port_block()
+    env = dict(os.environ, PORT=str(port), TRITON_HTTP_PORT=str(triton_port), CONCH_STATE_DIR=str(tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "conch_engines", "up"], cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while not any("Gateway:" in line for line in lines):
+            assert process.poll() is None and time.monotonic() < deadline, "".join(lines)
+            lines.append(process.stdout.readline())
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{triton_port}" in output and f"http://127.0.0.1:{port}" in output
+
+        # The README's curl, verbatim apart from the port.
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/generate", timeout=60, json={
+            "model_id": "smollm2", "inputs": "What is the capital of France?", "scenario": "qa",
+            "parameters": {"max_new_tokens": 32, "do_sample": False}}).json()
+        assert "Paris" in answer["generated_text"] and answer["model"] == "SmolLM2-135M-Instruct-Q4_1"
+
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert any("tritonserver" in c.name() for c in children)
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(60) == 0
+        gone, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, f"orphans left behind: {[p.cmdline() for p in alive]}"
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -1,0 +1,51 @@
+"""Building blocks of the integration tier: a test model repository, the Models that route to
+it, and gateways serving them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from conch_api import Model
+from conch_engines import bundled, repository
+from conch_gateway.app import create_app
+from conch_gateway.registry.local import LocalModelSource
+from conch_gateway.settings import Settings
+
+from . import REPO_ROOT, GatewayServer, model_resource
+
+FAULT_MODEL = REPO_ROOT / "tests" / "integration" / "triton_models" / "fault"
+N_CTX = 2048
+
+
+def write_test_repository(root: Path) -> Path:
+    """The bundled SmolLM2, the echo model, and the fault-injecting test model."""
+    model = bundled.smollm2()
+    repository.write_repository(root, {
+        **repository.llama_cpp_files("smollm2", str(model.gguf_path), n_ctx=N_CTX),
+        **repository.echo_files("echo"),
+        "fault/config.pbtxt": repository.render_config(repository.echo_config("fault")),
+    })
+    (root / "fault" / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy(FAULT_MODEL / "1" / "model.py", root / "fault" / "1" / "model.py")
+    return root
+
+
+def bundled_template() -> str:
+    return bundled.gguf_metadata(bundled.smollm2().gguf_path)["tokenizer.chat_template"]
+
+
+def repository_models(triton_url: str) -> list[Model]:
+    return [
+        Model.model_validate(model_resource("smollm2", triton_url, "smollm2", display_name="SmolLM2-135M-Instruct-Q4_1",
+                                            chatTemplate=bundled_template())),
+        Model.model_validate(model_resource("echo", triton_url, "echo")),
+        Model.model_validate(model_resource("fault", triton_url, "fault")),
+    ]
+
+
+def make_gateway(models: list[Model], **settings) -> GatewayServer:
+    settings.setdefault("health_probe_interval_s", 0.2)
+    config = Settings(model_source="local", **settings)
+    app = create_app(config, lambda s, triton: LocalModelSource(models, triton, s.health_probe_interval_s))
+    return GatewayServer(app)
