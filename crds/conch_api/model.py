@@ -1,15 +1,17 @@
 """The `Model` custom resource: one definition shared by the CRD, the operator and the gateway.
 
-Field names are the Kubernetes (camelCase) names; the CRD's OpenAPI schema is generated from
-these classes (`conch_api.crd`), so a field documented here is what `kubectl explain` shows.
+Field names are the Kubernetes (camelCase) names. The CRD's OpenAPI schema — descriptions,
+bounds, defaults and the CEL rules in `x-kubernetes-validations` — is generated from these
+classes (`python -m conch_api.crd`), so what is documented here is what `kubectl explain` shows
+and what `kubectl apply` enforces.
 """
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 GROUP = "conch.dev"
 VERSION = "v1alpha1"
@@ -18,6 +20,14 @@ KIND = "Model"
 PLURAL = "models"
 SINGULAR = "model"
 SHORT_NAMES = ("mdl",)
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Path = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+
+
+def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
+    """CEL validation rules for the generated schema: (rule, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in pairs]}
 
 
 class Runtime(str, Enum):
@@ -52,12 +62,13 @@ class Phase(str, Enum):
     BUILDING = "Building"
     DEPLOYING = "Deploying"
     READY = "Ready"
+    STOPPED = "Stopped"
     DEGRADED = "Degraded"
     FAILED = "Failed"
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
 
 class _Status(BaseModel):
@@ -65,22 +76,43 @@ class _Status(BaseModel):
 
 
 class HuggingFaceSource(_Spec):
-    repoId: str = Field(description="Hugging Face repository id, e.g. Qwen/Qwen2-7B-Instruct-GPTQ-Int4.")
-    revision: str = Field("main", description="Branch, tag or commit of the repository.")
-    filename: str | None = Field(None, description="File inside the repository (required for a GGUF model).")
+    """A Hugging Face repository, downloaded by an init container of each replica."""
+
+    repoId: str = Field(description="Repository id, e.g. Qwen/Qwen2-7B-Instruct-GPTQ-Int4.",
+                        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=200)
+    revision: str = Field("main", description="Branch, tag or commit.", min_length=1, max_length=100)
+    filename: str | None = Field(None, description="One file of the repository (required for a GGUF model).",
+                                 min_length=1, max_length=500)
+    tokenSecretRef: SecretKeyRef | None = Field(None, description="Secret key holding a Hugging Face token, for gated repositories.")
+
+
+class SecretKeyRef(_Spec):
+    """A key of a Secret in the Model's namespace."""
+
+    name: Name = Field(description="Secret name.")
+    key: Name = Field(description="Key inside the Secret.")
 
 
 class PVCSource(_Spec):
-    claimName: str = Field(description="PersistentVolumeClaim holding the model.")
-    path: str = Field(description="Path of the model file or checkpoint directory inside the volume.")
+    """A path inside a PersistentVolumeClaim, mounted read-only."""
+
+    claimName: Name = Field(description="PersistentVolumeClaim name, in the Model's namespace.")
+    path: Path = Field(description="Path of the model file or checkpoint directory inside the volume.")
 
 
 class FileSource(_Spec):
-    path: str = Field(description="Absolute path of a GGUF file already present in the runtime image.")
+    """A file already present in the runtime image."""
+
+    path: Path = Field(description="Absolute path of the file in the image.", pattern=r"^/")
 
 
 class ModelSource(_Spec):
-    """Where the weights come from. Exactly one of the fields is set."""
+    """Where the weights come from: exactly one of huggingFace, pvc or file."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("[has(self.huggingFace), has(self.pvc), has(self.file)].filter(x, x).size() == 1",
+         "set exactly one of source.huggingFace, source.pvc or source.file"),
+    ))
 
     huggingFace: HuggingFaceSource | None = Field(None, description="A Hugging Face repository.")
     pvc: PVCSource | None = Field(None, description="A path inside a PersistentVolumeClaim.")
@@ -88,66 +120,142 @@ class ModelSource(_Spec):
 
 
 class EngineLimits(_Spec):
+    """Engine and context limits."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("self.maxInputLen < self.maxSeqLen", "engine.maxInputLen must be smaller than engine.maxSeqLen"),
+    ))
+
     maxBatchSize: int = Field(8, ge=1, le=1024, description="Largest number of sequences decoded together.")
     maxInputLen: int = Field(2048, ge=16, le=131072, description="Longest prompt, in tokens.")
-    maxSeqLen: int = Field(4096, ge=32, le=262144, description="Longest prompt plus generated text, in tokens.")
-    tensorParallel: int = Field(1, ge=1, le=8, description="GPUs one replica shards the model over.")
+    maxSeqLen: int = Field(4096, ge=32, le=262144, description="Longest prompt plus generated text, in tokens (the context size).")
+    tensorParallel: int = Field(1, ge=1, le=8, description="GPUs one replica shards the model over (tensorrt-llm).")
 
 
 class GPUSpec(_Spec):
-    count: int = Field(1, ge=0, le=8, description="nvidia.com/gpu per replica.")
-    product: str | None = Field(None, description="Required value of the node label nvidia.com/gpu.product, e.g. NVIDIA-L4.")
+    """GPUs each replica needs."""
+
+    count: int = Field(1, ge=0, le=8, description="nvidia.com/gpu requested per replica.")
+    product: str | None = Field(None, description="Required node label nvidia.com/gpu.product, e.g. NVIDIA-L4.",
+                                pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", max_length=63)
 
 
 class ExternalSpec(_Spec):
-    url: str = Field(description="Base URL of an existing Triton HTTP endpoint, e.g. http://triton.infra:8000.")
-    tritonModel: str = Field(description="Name of the model inside that Triton.")
+    """An existing Triton endpoint that the operator only health-checks and publishes."""
+
+    url: str = Field(description="Base URL of the Triton HTTP endpoint, e.g. http://triton.infra:8000.",
+                     pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
+    tritonModel: Name = Field(description="Name of the model inside that Triton.")
     interface: TensorInterface = Field(TensorInterface.ENSEMBLE, description="Tensor interface the model speaks.")
 
 
 class ImageOverrides(_Spec):
-    triton: str | None = Field(None, description="Triton server image for this Model's pods.")
-    engineBuilder: str | None = Field(None, description="Image of the engine build Job (tensorrt-llm).")
+    """Container images used for this Model instead of the operator's defaults."""
+
+    triton: str | None = Field(None, description="Triton server image.", min_length=1, max_length=512)
+    engineBuilder: str | None = Field(None, description="Engine build Job image (tensorrt-llm).", min_length=1, max_length=512)
+
+
+class Toleration(_Spec):
+    """A core/v1 Toleration."""
+
+    key: str | None = Field(None, max_length=316, description="Taint key; empty with operator Exists matches all.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal (default).")
+    value: str | None = Field(None, max_length=63, description="Taint value, for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect; empty matches all.")
+    tolerationSeconds: int | None = Field(None, description="How long a NoExecute taint is tolerated.")
+
+
+Quantity = Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
+
+
+class Resources(_Spec):
+    """Compute resources of the Triton container."""
+
+    requests: dict[str, Quantity] | None = Field(None, description="Minimum resources, e.g. cpu: 2, memory: 4Gi.")
+    limits: dict[str, Quantity] | None = Field(None, description="Maximum resources.")
+
+
+class EnvVar(_Spec):
+    """An environment variable."""
+
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", max_length=256, description="Variable name.")
+    value: str | None = Field(None, max_length=32768, description="Variable value.")
 
 
 class ModelSpec(_Spec):
-    displayName: str | None = Field(None, description="Human-readable model name shown by the API; defaults to metadata.name.")
-    runtime: Runtime = Field(description="Serving runtime: tensorrt-llm (GPU), llama-cpp (CPU, GGUF) or external.")
-    source: ModelSource | None = Field(None, description="Where the weights come from (not used by external).")
-    quantization: Quantization = Field(Quantization.NONE, description="Weight quantization the runtime applies.")
-    engine: EngineLimits = Field(default_factory=EngineLimits, description="Engine and context limits.")
-    promptFamily: PromptFamily | None = Field(None, description="Chat template family used to render prompts.")
-    chatTemplate: str | None = Field(None, description="A Jinja chat template overriding promptFamily.")
-    replicas: int = Field(1, ge=0, le=64, description="Number of Triton replicas.")
-    gpu: GPUSpec | None = Field(None, description="GPU requirements per replica.")
-    nodeSelector: dict[str, str] | None = Field(None, description="Extra node labels the pods require.")
-    tolerations: list[dict[str, Any]] | None = Field(None, description="Pod tolerations.")
-    affinity: dict[str, Any] | None = Field(None, description="Pod affinity rules.")
-    resources: dict[str, Any] | None = Field(None, description="Container resources of the Triton container.")
+    """The desired state of a served model."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        ("self.runtime == oldSelf.runtime", "spec.runtime is immutable; create a new Model instead"),
+        ("self.runtime != 'external' || has(self.external)",
+         "runtime external needs spec.external (url and tritonModel)"),
+        ("self.runtime == 'external' || !has(self.external)", "spec.external is only for runtime external"),
+        ("self.runtime == 'external' || has(self.source)", "spec.source is required for runtimes llama-cpp and tensorrt-llm"),
+        ("self.runtime != 'external' || !has(self.source)", "runtime external serves no weights of its own: remove spec.source"),
+        ("self.runtime != 'tensorrt-llm' || (has(self.gpu) && self.gpu.count >= 1)",
+         "runtime tensorrt-llm needs at least one GPU: set spec.gpu.count >= 1"),
+        ("self.runtime != 'tensorrt-llm' || !has(self.gpu) || self.gpu.count == self.engine.tensorParallel",
+         "spec.gpu.count must equal spec.engine.tensorParallel (one replica spans its tensor-parallel GPUs)"),
+        ("self.runtime != 'llama-cpp' || !has(self.gpu) || self.gpu.count == 0",
+         "runtime llama-cpp runs on CPU: remove spec.gpu"),
+        ("self.runtime == 'tensorrt-llm' || self.quantization == 'none'",
+         "quantization int4_awq, int4_gptq and fp8 apply to runtime tensorrt-llm; a GGUF file carries its own quantization"),
+        ("self.runtime != 'llama-cpp' || !has(self.source) || "
+         "(has(self.source.file) && self.source.file.path.endsWith('.gguf')) || "
+         "(has(self.source.pvc) && self.source.pvc.path.endsWith('.gguf')) || "
+         "(has(self.source.huggingFace) && has(self.source.huggingFace.filename) && self.source.huggingFace.filename.endsWith('.gguf'))",
+         "runtime llama-cpp serves a .gguf file: point source.file.path, source.pvc.path or source.huggingFace.filename at one"),
+        ("self.runtime != 'tensorrt-llm' || !has(self.source) || !has(self.source.file)",
+         "runtime tensorrt-llm builds from a Hugging Face repository or a PVC checkpoint, not an image file"),
+    ))
+
+    displayName: str | None = Field(None, description="Name shown by the API; defaults to metadata.name.",
+                                    min_length=1, max_length=128)
+    runtime: Runtime = Field(description="Serving runtime: tensorrt-llm (GPU), llama-cpp (CPU, GGUF) or external. Immutable.")
+    source: ModelSource | None = Field(None, description="Where the weights come from (not for runtime external).")
+    quantization: Quantization = Field(Quantization.NONE, description="Weight quantization applied when building a tensorrt-llm engine.")
+    engine: EngineLimits = Field(default_factory=EngineLimits, description="Engine and context limits.",
+                                 json_schema_extra={"default": {"maxBatchSize": 8, "maxInputLen": 2048,
+                                                                "maxSeqLen": 4096, "tensorParallel": 1}})
+    promptFamily: PromptFamily | None = Field(None, description="Chat template family: chatml (Qwen, SmolLM) or llama3.")
+    chatTemplate: str | None = Field(None, description="A Jinja chat template; overrides promptFamily's.",
+                                     min_length=1, max_length=65536)
+    replicas: int = Field(1, ge=0, le=64, description="Triton replicas; 0 stops the model. kubectl scale sets it.")
+    gpu: GPUSpec | None = Field(None, description="GPUs per replica.")
+    nodeSelector: dict[str, str] | None = Field(None, description="Node labels the pods require.")
+    tolerations: list[Toleration] | None = Field(None, description="Pod tolerations.", max_length=32)
+    affinity: dict[str, Any] | None = Field(None, description="Pod affinity (core/v1 Affinity).",
+                                            json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    resources: Resources | None = Field(None, description="Resources of the Triton container.")
     images: ImageOverrides | None = Field(None, description="Image overrides.")
-    env: list[dict[str, Any]] | None = Field(None, description="Extra environment variables of the Triton container.")
+    env: list[EnvVar] | None = Field(None, description="Extra environment variables of the Triton container.", max_length=64)
     external: ExternalSpec | None = Field(None, description="The existing endpoint, for runtime external.")
 
 
 class Condition(_Status):
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = ""
-    message: str = ""
-    lastTransitionTime: str | None = None
-    observedGeneration: int | None = None
+    """A standard Kubernetes condition."""
+
+    type: str = Field(description="Ready, Available, EngineReady or Degraded.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field("", description="CamelCase reason for the last transition.")
+    message: str = Field("", description="Human-readable details.")
+    lastTransitionTime: str | None = Field(None, description="When the status last changed (RFC 3339).")
+    observedGeneration: int | None = Field(None, description="metadata.generation this condition was computed from.")
 
 
 class ModelStatus(_Status):
-    phase: Phase | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    replicas: int = 0
-    readyReplicas: int = 0
-    endpoint: str | None = None
-    tritonModel: str | None = None
-    interface: TensorInterface | None = None
-    observedGeneration: int | None = None
-    selector: str | None = None
+    """What the operator observed."""
+
+    phase: Phase | None = Field(None, description="Summary: Pending, Building, Deploying, Ready, Stopped, Degraded or Failed.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Available, EngineReady and Degraded.")
+    replicas: int = Field(0, description="Triton replicas that exist.")
+    readyReplicas: int = Field(0, description="Triton replicas that are ready.")
+    endpoint: str | None = Field(None, description="Base URL of the Triton HTTP endpoint serving the model.")
+    tritonModel: str | None = Field(None, description="Name of the model inside Triton.")
+    interface: TensorInterface | None = Field(None, description="Tensor interface of that Triton model.")
+    observedGeneration: int | None = Field(None, description="Last metadata.generation the operator acted on.")
+    selector: str | None = Field(None, description="Label selector of the replicas' pods (scale subresource).")
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)
@@ -164,8 +272,10 @@ class ObjectMeta(_Status):
     generation: int | None = None
     uid: str | None = None
     resourceVersion: str | None = None
+    creationTimestamp: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    deletionTimestamp: str | None = None
 
 
 class Model(_Status):
@@ -178,3 +288,6 @@ class Model(_Status):
     @property
     def display_name(self) -> str:
         return self.spec.displayName or self.metadata.name
+
+
+HuggingFaceSource.model_rebuild()

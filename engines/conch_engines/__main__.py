@@ -2,6 +2,8 @@
 
     python -m conch_engines up                  Triton + the bundled model + the gateway (what `make up` runs)
     python -m conch_engines repository DIR      write the bundled model's Triton repository to DIR
+    python -m conch_engines serve --model-repository DIR
+                                                run tritonserver in the foreground (container entry point)
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from . import bundled, repository
 from .embedded import EmbeddedConfig, run
+from .triton_server import TritonPorts, TritonServer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="run the embedded default in the foreground")
     repo = commands.add_parser("repository", help="write the bundled model's Triton model repository")
     repo.add_argument("directory", type=Path)
+    serve = commands.add_parser("serve", help="exec tritonserver with the wheel's libraries and this venv's Python")
+    serve.add_argument("--model-repository", type=Path, required=True)
+    serve.add_argument("--workdir", type=Path, default=Path("/tmp/triton"))
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--address", default="0.0.0.0", help="address Triton listens on (0.0.0.0 in a pod)")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        server = TritonServer(args.model_repository, args.workdir, TritonPorts.from_http(args.http_port),
+                              address=args.address)
+        server.exec()
     if args.command == "repository":
         model = bundled.smollm2()
         repository.write_repository(args.directory, repository.llama_cpp_files(model.id, str(model.gguf_path)))

@@ -91,6 +91,7 @@ class TritonServer:
     ports: TritonPorts = field(default_factory=TritonPorts)
     log_verbose: int = 0
     extra_args: tuple[str, ...] = ()
+    address: str = "127.0.0.1"
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     @property
@@ -111,11 +112,11 @@ class TritonServer:
             str(dist.binary),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backends}",
-            "--http-address=127.0.0.1",
+            f"--http-address={self.address}",
             f"--http-port={self.ports.http}",
-            "--grpc-address=127.0.0.1",
+            f"--grpc-address={self.address}",
             f"--grpc-port={self.ports.grpc}",
-            "--metrics-address=127.0.0.1",
+            f"--metrics-address={self.address}",
             f"--metrics-port={self.ports.metrics}",
             "--allow-gpu-metrics=false",
             "--exit-timeout-secs=5",
@@ -150,6 +151,13 @@ class TritonServer:
         log.close()
         self._wait_ready(timeout)
         return self
+
+    def exec(self) -> None:
+        """Replaces this process with tritonserver (a container's PID 1 then gets signals directly)."""
+        dist = TritonDistribution.find()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = self.command(dist)
+        os.execve(command[0], command, self.environment(dist))
 
     def stop(self, timeout: float = 15.0) -> None:
         process, self._process = self._process, None

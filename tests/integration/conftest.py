@@ -8,20 +8,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from conch_engines.triton_server import TritonPorts, TritonServer
-from support import GatewayServer, free_port_block
-from support.stack import make_gateway, repository_models, write_test_repository
-
-
-@pytest.fixture(scope="session")
-def triton(tmp_path_factory) -> Iterator[TritonServer]:
-    """One real Triton for the session (loading the model takes seconds, not worth repeating)."""
-    workdir = tmp_path_factory.mktemp("triton")
-    server = TritonServer(write_test_repository(workdir / "repository"), workdir,
-                          TritonPorts.from_http(free_port_block()))
-    server.start()
-    yield server
-    server.stop()
+from support import GatewayServer
+from support.stack import make_gateway, repository_models
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""The Conch operator: reconciles `Model` resources into Triton workloads and publishes their status."""

@@ -1,0 +1,120 @@
+"""The operator's only door to the Kubernetes API.
+
+Objects travel as plain dicts (the renderer's output is applied as is) over the `kubernetes`
+client's authenticated connection pool. Writes are server-side apply with one field manager,
+so applying the same desired state twice is a no-op and a restarted operator converges.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from conch_api import GROUP, PLURAL, VERSION
+
+FIELD_MANAGER = "conch-operator"
+
+# kind → (API prefix, plural). Only the kinds the operator owns or reads.
+_RESOURCES = {
+    "ConfigMap": ("/api/v1", "configmaps"),
+    "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
+    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims"),
+    "Secret": ("/api/v1", "secrets"),
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Job": ("/apis/batch/v1", "jobs"),
+    "Model": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+}
+
+OWNED_KINDS = ("ConfigMap", "Service", "Deployment", "Job")
+
+
+class KubeError(RuntimeError):
+    def __init__(self, status: int, message: str):
+        super().__init__(f"Kubernetes API answered {status}: {message}")
+        self.status = status
+
+
+def load_config() -> None:
+    """In a pod: its service account. Elsewhere: KUBECONFIG / ~/.kube/config."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    def __init__(self, pool_size: int = 16):
+        configuration = kubernetes.client.Configuration.get_default_copy()
+        configuration.connection_pool_maxsize = pool_size
+        self._api = kubernetes.client.ApiClient(configuration)
+
+    def close(self) -> None:
+        self._api.close()
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        path = _path(obj["kind"], meta["namespace"], meta["name"])
+        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        return self._request("PATCH", path, query, body=obj, content_type="application/apply-patch+yaml")
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", _path(kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        return self._request("GET", _path(kind, namespace), query).get("items", [])
+
+    def delete(self, kind: str, namespace: str, name: str) -> None:
+        try:
+            self._request("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        path = _path("Model", namespace, name) + "/status"
+        try:
+            self._request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+        except KubeError as exc:
+            if exc.status != 404:  # deleted meanwhile: nothing left to report on
+                raise
+
+    def _request(self, method: str, path: str, query: dict[str, str] | None = None, *, body: Any = None,
+                 content_type: str = "application/json") -> dict[str, Any]:
+        url = path + ("?" + urlencode(query) if query else "")
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        serialized = self._api.param_serialize(method=method, resource_path=url, header_params=headers,
+                                               body=body, auth_settings=["BearerToken"])
+        try:
+            response = self._api.call_api(*serialized, _request_timeout=30)
+        except ApiException as exc:
+            raise KubeError(exc.status or 0, _reason(exc.body) or str(exc.reason)) from None
+        data = response.read()
+        if response.status >= 400:
+            raise KubeError(response.status, _reason(data))
+        return json.loads(data) if data else {}
+
+
+def _path(kind: str, namespace: str, name: str | None = None) -> str:
+    prefix, plural = _RESOURCES[kind]
+    path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    return f"{path}/{quote(name)}" if name else path
+
+
+def _reason(body: Any) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        return json.loads(body).get("message", body)
+    except (TypeError, ValueError):
+        return str(body)[:500]

@@ -1,0 +1,147 @@
+"""What the cluster shows → `Model.status`. Pure: the reconciler gathers observations, this decides
+phase and conditions (Ready, Available, EngineReady, Degraded) from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from conch_api import Condition, Model, ModelStatus, Phase, Runtime
+
+from . import render
+
+
+@dataclass(frozen=True)
+class Observed:
+    deployment: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # e.g. a missing PersistentVolumeClaim
+    external_ready: bool | None = None  # external endpoint probe, None when not probed
+    external_message: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: tuple[bool, str, str]
+    available: tuple[bool, str, str]
+    engine: tuple[bool, str, str]
+    degraded: tuple[bool, str, str]
+    replicas: int = 0
+    ready_replicas: int = 0
+
+
+def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
+    verdict = _judge(model, observed)
+    previous = {c.type: c for c in model.status.conditions}
+    generation = model.metadata.generation
+    conditions = [
+        _condition("Ready", verdict.ready, previous, now, generation),
+        _condition("Available", verdict.available, previous, now, generation),
+        _condition("EngineReady", verdict.engine, previous, now, generation),
+        _condition("Degraded", verdict.degraded, previous, now, generation),
+    ]
+    return ModelStatus(
+        phase=_phase(model, verdict),
+        conditions=conditions,
+        replicas=verdict.replicas,
+        readyReplicas=verdict.ready_replicas,
+        endpoint=render.endpoint(model) if model.spec.runtime != Runtime.TENSORRT_LLM else None,
+        tritonModel=render.triton_model(model),
+        interface=render.interface(model),
+        observedGeneration=generation,
+        selector=render.selector_string(model),
+    )
+
+
+def _judge(model: Model, observed: Observed) -> Verdict:
+    runtime = model.spec.runtime
+    if runtime == Runtime.EXTERNAL:
+        ok = bool(observed.external_ready)
+        message = observed.external_message or ("the endpoint answers ready" if ok else "not probed yet")
+        state = (ok, "EndpointReady" if ok else "EndpointNotReady", message)
+        return Verdict(ready=state, available=state, engine=(True, "External", "the engine is managed elsewhere"),
+                       degraded=(not ok, "EndpointNotReady" if not ok else "AsExpected", "" if ok else message),
+                       replicas=1 if ok else 0, ready_replicas=1 if ok else 0)
+    if runtime == Runtime.TENSORRT_LLM:
+        message = "the tensorrt-llm runtime is not available in this version of the Conch operator"
+        return Verdict(ready=(False, "RuntimeNotSupported", message), available=(False, "RuntimeNotSupported", message),
+                       engine=(False, "RuntimeNotSupported", message), degraded=(True, "RuntimeNotSupported", message))
+    return _judge_deployment(model, observed)
+
+
+def _judge_deployment(model: Model, observed: Observed) -> Verdict:
+    desired = model.spec.replicas
+    status = (observed.deployment or {}).get("status", {})
+    replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
+    problems = list(observed.problems) + _pod_problems(observed.pods) + _deployment_problems(status)
+    engine = (True, "NoBuildNeeded", "llama.cpp serves the GGUF file as it is")
+
+    if desired == 0:
+        stopped = (False, "ScaledToZero", "spec.replicas is 0")
+        return Verdict(ready=stopped, available=stopped, engine=engine,
+                       degraded=(False, "AsExpected", ""), replicas=replicas, ready_replicas=ready)
+    if observed.deployment is None:
+        waiting = (False, "Creating", "the Triton Deployment does not exist yet")
+        return Verdict(ready=waiting, available=waiting, engine=engine,
+                       degraded=(bool(problems), "ReconcileFailed" if problems else "AsExpected", "; ".join(problems)))
+    is_ready = ready >= 1
+    ready_state = (is_ready, "ReplicasReady" if is_ready else "ReplicasNotReady", f"{ready}/{desired} replicas ready")
+    available = _deployment_condition(status, "Available")
+    available_state = (available, "MinimumReplicasAvailable" if available else "ReplicasNotAvailable",
+                       f"{status.get('availableReplicas', 0)}/{desired} replicas available")
+    degraded_state = (bool(problems), _problem_reason(problems) if problems else "AsExpected", "; ".join(problems))
+    return Verdict(ready=ready_state, available=available_state, engine=engine, degraded=degraded_state,
+                   replicas=replicas, ready_replicas=ready)
+
+
+def _pod_problems(pods: list[dict[str, Any]]) -> list[str]:
+    """Unschedulable pods carry the scheduler's own explanation; that is the message users need."""
+    messages = []
+    for pod in pods:
+        for cond in pod.get("status", {}).get("conditions", []) or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
+                messages.append(f"pods cannot be scheduled: {cond.get('message', 'no reason given')}")
+    return sorted(set(messages))
+
+
+def _deployment_problems(status: dict[str, Any]) -> list[str]:
+    problems = []
+    for cond in status.get("conditions", []) or []:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            problems.append(f"rollout stalled: {cond.get('message', '')}")
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            problems.append(f"replicas cannot be created: {cond.get('message', '')}")
+    return problems
+
+
+def _problem_reason(problems: list[str]) -> str:
+    text = " ".join(problems)
+    if "(spec.source" in text:  # the root cause when the source is missing: pods wait for it
+        return "SourceNotFound"
+    if "cannot be scheduled" in text:
+        return "Unschedulable"
+    return "DeploymentFailing"
+
+
+def _deployment_condition(status: dict[str, Any], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions", []) or [])
+
+
+def _phase(model: Model, verdict: Verdict) -> Phase:
+    if model.spec.runtime != Runtime.EXTERNAL and model.spec.replicas == 0:
+        return Phase.STOPPED
+    if verdict.ready[0]:
+        return Phase.READY
+    if verdict.degraded[0]:
+        return Phase.DEGRADED
+    return Phase.DEPLOYING
+
+
+def _condition(type_: str, state: tuple[bool, str, str], previous: dict[str, Condition], now: str,
+               generation: int | None) -> Condition:
+    ok, reason, message = state
+    value = "True" if ok else "False"
+    before = previous.get(type_)
+    changed = before is None or before.status != value
+    return Condition(type=type_, status=value, reason=reason, message=message,
+                     lastTransitionTime=now if changed else before.lastTransitionTime, observedGeneration=generation)
