@@ -5,13 +5,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: up test unit install clean
+CLUSTER_STATE := .conch/cluster
+
+.PHONY: up test unit install tools cluster cluster-down bench clean
 
 up: $(INSTALLED)  ## the embedded default: local Triton + bundled 4-bit model + gateway, in the foreground
 	@exec $(BIN)/python -m conch_engines up
 
-test: $(INSTALLED)  ## the whole test suite
+test: $(INSTALLED) tools  ## the whole test suite
 	$(BIN)/python -m pytest
+
+tools: $(INSTALLED)  ## build the local control plane binaries (etcd, kube-*, kwok, kubectl, helm) into ~/.cache/conch if missing
+	@$(BIN)/python -m conch_cluster build >/dev/null
+
+cluster: $(INSTALLED) tools  ## local control plane + Model CRD + operator + gateway on :8080, in the background
+	@$(BIN)/python -m conch_cluster up --with-conch --state-dir $(CLUSTER_STATE)
+
+cluster-down:  ## stop everything `make cluster` started
+	@$(BIN)/python -m conch_cluster down --state-dir $(CLUSTER_STATE)
 
 unit: $(INSTALLED)  ## unit tests only (seconds)
 	$(BIN)/python -m pytest tests/unit

@@ -27,3 +27,10 @@ def triton(tmp_path_factory) -> Iterator[TritonServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def bundled_chat_template() -> str:
+    from support.stack import bundled_template
+
+    return bundled_template()

@@ -44,21 +44,52 @@ def shutdown(memo: kopf.Memo, **_) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL, backoff=2)
 def model_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **_) -> None:
     with measured(str(reason)):
-        reconcile(memo.kube, dict(body), SETTINGS)
+        # A new Model owns nothing yet: nothing to prune.
+        reconcile(memo.kube, dict(body), SETTINGS, prune_stale=reason != "create")
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.resync_interval_s, initial_delay=SETTINGS.resync_interval_s)
 def resync(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """Repairs drift nobody reported (an owned object edited or deleted by hand)."""
     with measured("resync"):
         reconcile(memo.kube, dict(body), SETTINGS)
 
 
+@kopf.timer(GROUP, VERSION, PLURAL, interval=SETTINGS.external_probe_interval_s,
+            when=lambda spec, **_: spec.get("runtime") == "external")
+def probe_external(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """An external endpoint emits no events: its health is polled."""
+    with measured("probe"):
+        reconcile(memo.kube, dict(body), SETTINGS, apply=False)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={render.MODEL_LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={render.MODEL_LABEL: kopf.PRESENT})
-def owned_changed(body: kopf.Body, memo: kopf.Memo, **_) -> None:
-    """A replica became ready (or not): publish it in the owner's status within the second."""
-    name, namespace = body["metadata"]["labels"][render.MODEL_LABEL], body["metadata"]["namespace"]
-    model = memo.kube.get("Model", namespace, name)
+def deployment_changed(body: kopf.Body, type: str, memo: kopf.Memo, **_) -> None:
+    """Replicas became ready (or not): publish it in the owner's status within the second.
+    A deleted Deployment is re-created, unless its Model is going away too."""
+    model = _owner(memo, body)
     if model is not None:
-        with measured("owned-object"):
-            reconcile(memo.kube, model, SETTINGS, apply=False)
+        with measured("deployment"):
+            if type == "DELETED":
+                reconcile(memo.kube, model, SETTINGS, fresh=True)
+            else:
+                reconcile(memo.kube, model, SETTINGS, apply=False, fresh=True)
+
+
+@kopf.on.event("", "v1", "pods", labels={render.MODEL_LABEL: kopf.PRESENT}, when=lambda status, **_: _unschedulable(status))
+def pod_unschedulable(body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """The scheduler's reason is the message users need in the Degraded condition."""
+    model = _owner(memo, body)
+    if model is not None:
+        with measured("pod"):
+            reconcile(memo.kube, model, SETTINGS, apply=False, fresh=True)
+
+
+def _owner(memo: kopf.Memo, body: kopf.Body) -> dict | None:
+    name, namespace = body["metadata"]["labels"][render.MODEL_LABEL], body["metadata"]["namespace"]
+    return memo.kube.get("Model", namespace, name)
+
+
+def _unschedulable(status) -> bool:
+    return any(c.get("type") == "PodScheduled" and c.get("reason") == "Unschedulable"
+               for c in (status or {}).get("conditions", []) or [])

@@ -5,6 +5,8 @@ operator restarts and the periodic resync all converge on the same state."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,21 +19,36 @@ from .status import Observed, compute_status
 
 log = logging.getLogger("conch.operator")
 
+# Events of a Model and of what it owns arrive on different threads. Reconciles of one Model
+# run one at a time, each observing afresh, so an older observation never overwrites a newer one.
+_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
-def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, apply: bool = True) -> ModelStatus | None:
-    """`apply=False` only refreshes status (for events of owned objects)."""
-    model = Model.model_validate(body)
-    if model.metadata.deletionTimestamp:
-        return None  # garbage collection removes what it owns
-    if apply:
-        desired = render.desired_objects(model, settings)
-        for obj in desired:
-            kube.apply(obj)
-        prune(kube, model, desired)
-    status = compute_status(model, observe(kube, model, settings), _now())
-    if _dump(status) != _dump(ModelStatus.model_validate(body.get("status") or {})):
-        kube.patch_status(model.metadata.namespace, model.metadata.name, _dump(status))
-    return status
+
+def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, apply: bool = True,
+              prune_stale: bool = True, fresh: bool = False) -> ModelStatus | None:
+    """`apply=False` only refreshes status (for events of owned objects). `fresh` says `body` was
+    just read from the API server; otherwise (a queued kopf event) it is read again under the lock."""
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    with _locks[key]:
+        if not fresh:
+            body = kube.get("Model", *key)
+            if body is None:
+                _locks.pop(key, None)
+                return None
+        model = Model.model_validate(body)
+        if model.metadata.deletionTimestamp:
+            _locks.pop(key, None)
+            return None  # garbage collection removes what it owns
+        if apply:
+            desired = render.desired_objects(model, settings)
+            for obj in desired:
+                kube.apply(obj)
+            if prune_stale:
+                prune(kube, model, desired)
+        status = compute_status(model, observe(kube, model, settings), _now())
+        if _dump(status) != _dump(model.status):
+            kube.patch_status(model.metadata.namespace, model.metadata.name, _dump(status))
+        return status
 
 
 def observe(kube: Kube, model: Model, settings: OperatorSettings) -> Observed:
@@ -42,11 +59,11 @@ def observe(kube: Kube, model: Model, settings: OperatorSettings) -> Observed:
         return Observed(external_ready=ready, external_message=message)
     if model.spec.runtime != Runtime.LLAMA_CPP:
         return Observed()
-    return Observed(
-        deployment=kube.get("Deployment", namespace, render.Names(model.metadata.name).workload),
-        pods=kube.list("Pod", namespace, render.selector_string(model)),
-        problems=source_problems(kube, model),
-    )
+    deployment = kube.get("Deployment", namespace, render.Names(model.metadata.name).workload)
+    ready = (deployment or {}).get("status", {}).get("readyReplicas", 0)
+    # Pods only explain what is wrong; when every replica is ready there is nothing to explain.
+    pods = [] if ready >= model.spec.replicas else kube.list("Pod", namespace, render.selector_string(model))
+    return Observed(deployment=deployment, pods=pods, problems=source_problems(kube, model))
 
 
 def source_problems(kube: Kube, model: Model) -> list[str]:

@@ -20,7 +20,9 @@ def cluster(tmp_path_factory) -> Iterator[ControlPlane]:
     plane = ControlPlane(tmp_path_factory.mktemp("cluster"))
     plane.start()
     plane.kubectl("apply", "-f", str(CRD))
-    plane.kubectl("wait", "--for=condition=Established", "crd/models.conch.dev", "--timeout=60s")
+    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
+    wait_until(lambda: plane.kubectl("get", "crd", "models.conch.dev", "-o", established).stdout == "True", 60,
+               message="CRD established")
     wait_until(lambda: plane.kubectl("get", "models", check=False).returncode == 0, 30, message="Model API served")
     yield plane
     plane.stop()

@@ -40,7 +40,7 @@ class Operator:
         self.log_path = log_dir / f"operator-{namespace}-{int(time.time() * 1000)}.log"
         self.env = cluster.env()
         self.env.update({"CONCH_OPERATOR_METRICS_PORT": str(self.metrics_port),
-                         "CONCH_OPERATOR_RESYNC_INTERVAL_S": "3",
+                         "CONCH_OPERATOR_RESYNC_INTERVAL_S": "5", "CONCH_OPERATOR_EXTERNAL_PROBE_INTERVAL_S": "1",
                          **{f"CONCH_OPERATOR_{k.upper()}": str(v) for k, v in settings.items()}})
         self.process: subprocess.Popen | None = None
 
@@ -112,3 +112,49 @@ def model_manifest(name: str, **spec: Any) -> dict:
 
 def condition(model: dict, type_: str) -> dict | None:
     return next((c for c in (model or {}).get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+class GatewayProcess:
+    """`python -m conch_gateway` with the Kubernetes model source, as deployed."""
+
+    def __init__(self, cluster, namespace: str | None, log_dir: Path):
+        self.port = free_port()
+        self.log_path = log_dir / f"gateway-{self.port}.log"
+        self.env = cluster.env()
+        self.env.update({"PORT": str(self.port), "CONCH_MODEL_SOURCE": "kubernetes"})
+        if namespace:
+            self.env["CONCH_WATCH_NAMESPACE"] = namespace
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "GatewayProcess":
+        import httpx
+
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "conch_gateway"], env=self.env, cwd=REPO_ROOT,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+        def answering():
+            assert self.process.poll() is None, self.log()
+            try:
+                return httpx.get(f"{self.url}/v1/models", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answering, 60, message="gateway start")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,0 +1,159 @@
+"""Operator benchmarks on the local control plane (kwok nodes):
+
+1. `kubectl apply` of one Model → its Deployment exists (p50/p90 over N single applies).
+2. 500 Models applied at once → all Ready (total time), and the operator's peak RSS.
+3. A Model's status change → the gateway's routing table updated (p50 over N flips; includes the
+   `kubectl patch` process start, so it is an upper bound).
+
+    .venv/bin/python bench/operator_scale.py [--models 500] [--singles 30] [--flips 20]
+
+Results go to bench/results/operator_scale.json and a markdown table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import yaml
+
+from conch_cluster import ControlPlane, NodeSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD = ROOT / "crds" / "conch.dev_models.yaml"
+
+
+def model(name: str, **spec) -> dict:
+    spec.setdefault("runtime", "llama-cpp")
+    if spec["runtime"] == "llama-cpp":
+        spec.setdefault("source", {"file": {"path": "/models/smollm2.gguf"}})
+    return {"apiVersion": "conch.dev/v1alpha1", "kind": "Model", "metadata": {"name": name}, "spec": spec}
+
+
+class PeakRSS(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.running = True
+
+    def run(self) -> None:
+        while self.running:
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.05)
+
+
+def wait(check, timeout: float, interval: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic()
+        time.sleep(interval)
+    raise TimeoutError(str(check))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", type=int, default=500)
+    parser.add_argument("--singles", type=int, default=30)
+    parser.add_argument("--flips", type=int, default=20)
+    args = parser.parse_args()
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.k8s import GatewayProcess, Kubectl, Operator
+
+    results: dict = {}
+    # Room for every replica: 110 pods per node is the kubelet default kwok keeps.
+    nodes = [NodeSpec(f"cpu-{i}", cpu="256", memory="1Ti") for i in range(args.models // 100 + 1)]
+    with tempfile.TemporaryDirectory() as tmp, ControlPlane(Path(tmp) / "cluster", nodes=nodes) as cluster:
+        cluster.kubectl("apply", "-f", str(CRD))
+        __import__("conch_cluster.stack", fromlist=["x"])._wait_established(cluster, "models.conch.dev")
+        time.sleep(2)
+        cluster.kubectl("create", "namespace", "bench")
+        kubectl = Kubectl(cluster, "bench")
+        operator = Operator(cluster, "bench", Path(tmp)).start()
+        rss = PeakRSS(operator.process.pid)
+        rss.start()
+        try:
+            # 1. apply → Deployment exists
+            latencies = []
+            for i in range(args.singles):
+                started = time.monotonic()
+                kubectl.apply(model(f"single-{i}"))
+                applied = time.monotonic()
+                done = wait(lambda: kubectl("get", "deployment", f"single-{i}-triton", check=False).returncode == 0, 30)
+                latencies.append(done - applied)
+                _ = started
+            results["apply_to_deployment_p50_s"] = statistics.median(latencies)
+            results["apply_to_deployment_p90_s"] = statistics.quantiles(latencies, n=10)[-1]
+            kubectl("delete", "models", "--all", "--wait=true")
+
+            # 2. many Models → all Ready
+            manifests = [model(f"m{i}") for i in range(args.models)]
+            started = time.monotonic()
+            for chunk in range(0, len(manifests), 100):
+                kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests[chunk:chunk + 100]))
+
+            def all_ready() -> bool:
+                items = json.loads(kubectl("get", "models", "-o", "json").stdout)["items"]
+                return sum(i.get("status", {}).get("phase") == "Ready" for i in items) == args.models
+
+            finished = wait(all_ready, 600, interval=1.0)
+            results["models"] = args.models
+            results["all_ready_s"] = finished - started
+            results["operator_peak_rss_mb"] = rss.peak / 2**20
+            kubectl("delete", "models", "--all", "--wait=false")
+
+            # 3. status change → gateway routing (the operator is stopped so the status written here stays)
+            operator.stop()
+            gateway = GatewayProcess(cluster, "bench", Path(tmp)).start()
+            try:
+                kubectl.apply(model("flip", runtime="external",
+                                    external={"url": "http://127.0.0.1:9", "tritonModel": "flip"}))
+
+                def healthy() -> bool:
+                    return httpx.get(f"{gateway.url}/health").json()["models"].get("flip") == "healthy"
+
+                flips = []
+                for i in range(args.flips):
+                    up = i % 2 == 0
+                    status = {"status": {"phase": "Ready" if up else "Degraded", "endpoint": "http://127.0.0.1:9",
+                                         "tritonModel": "flip", "conditions": [
+                                             {"type": "Ready", "status": "True" if up else "False", "reason": "Bench"}]}}
+                    changed = time.monotonic()
+                    kubectl("patch", "model", "flip", "--subresource=status", "--type=merge", "-p", json.dumps(status))
+                    wait(lambda: healthy() == up, 30, interval=0.005)
+                    flips.append(time.monotonic() - changed)
+                results["status_to_routing_p50_s"] = statistics.median(flips)
+                results["status_to_routing_max_s"] = max(flips)
+            finally:
+                gateway.stop()
+        finally:
+            rss.running = False
+            operator.stop()
+
+    out = ROOT / "bench" / "results" / "operator_scale.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print("| measure | result | target |\n|---|---|---|")
+    print(f"| `kubectl apply` → Deployment exists, p50 (p90) | {results['apply_to_deployment_p50_s']*1000:.0f} ms "
+          f"({results['apply_to_deployment_p90_s']*1000:.0f} ms) | ≤ 500 ms |")
+    print(f"| {results['models']} Models → all Ready | {results['all_ready_s']:.1f} s | ≤ 60 s |")
+    print(f"| operator peak RSS during that | {results['operator_peak_rss_mb']:.0f} MB | ≤ 150 MB |")
+    print(f"| status written → gateway routing updated, p50 (max) | {results['status_to_routing_p50_s']*1000:.0f} ms "
+          f"({results['status_to_routing_max_s']*1000:.0f} ms) | ≤ 1 s |")
+
+
+if __name__ == "__main__":
+    main()
