@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import tempfile
@@ -86,6 +87,7 @@ class ControlPlane:
         self.components: dict[str, Component] = {}
         self.startup_seconds: float | None = None
         self._ssl_ctx: ssl.SSLContext | None = None
+        self._commands: dict[str, tuple[list[str], dict[str, str]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -254,13 +256,9 @@ class ControlPlane:
         (self.state_dir / "kubeconfig").symlink_to(self.kubeconfig)
 
         def spawn(name: str, argv: list[str], env: dict | None = None) -> Component:
-            log = logs / f"{name}.log"
-            log.write_text("")  # one plane per state dir: don't mix runs
-            env = {**(env or os.environ), OWNER_ENV: self._owner()}
-            c = Component.spawn(name, argv, log, env=env, die_with_parent=self.die_with_parent)
-            self.components[name] = c
-            self._save_state()  # so `down` can clean up even if we die mid-start
-            return c
+            (logs / f"{name}.log").write_text("")  # one plane per state dir: don't mix runs
+            self._commands[name] = (argv, {**(env or os.environ), OWNER_ENV: self._owner()})
+            return self._spawn(name)
 
         b, ports = self.bin_dir, self.ports
         etcd = spawn("etcd", flags.etcd(b, rt / "etcd", ports["etcd"], ports["etcd-peer"]))
@@ -302,6 +300,26 @@ class ControlPlane:
             self.start_timeout,
             watch,
         )
+
+    def _spawn(self, name: str) -> Component:
+        argv, env = self._commands[name]
+        log = self.state_dir / "logs" / f"{name}.log"
+        c = Component.spawn(name, argv, log, env=env, die_with_parent=self.die_with_parent)
+        self.components[name] = c
+        self._save_state()  # so `down` can clean up even if we die mid-start
+        return c
+
+    def restart_apiserver(self) -> None:
+        """Stops kube-apiserver and starts it again with the same flags, as an upgrade or a
+        crash would: clients see their connections and watches break, then the API return."""
+        old = self.components["kube-apiserver"]
+        old.signal(signal.SIGTERM)
+        if not old.wait(self.stop_timeout):
+            old.signal(signal.SIGKILL)
+            old.wait(5)
+        apiserver = self._spawn("kube-apiserver")
+        wait_until("kube-apiserver /readyz", self._apiserver_ready, self.start_timeout,
+                   [self.components["etcd"], apiserver])
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_ctx is None:

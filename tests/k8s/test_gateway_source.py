@@ -70,3 +70,14 @@ def test_status_changes_reach_routing(kubectl, operator, gateway, triton):
     response = httpx.post(f"{gateway.url}/v1/generate", json={"model_id": "echo", "inputs": "hi"})
     assert response.status_code == 503 and response.json()["error_code"] == "MODEL_NOT_READY"
     assert "does not serve model 'nope'" in response.json()["error"]["message"]
+
+
+def test_watch_recovers_after_apiserver_restart(cluster, kubectl, gateway, triton):
+    kubectl.apply(model_manifest("before", runtime="external", external={"url": triton.url, "tritonModel": "echo"}))
+    wait_until(lambda: "before" in model_ids(gateway), 10)
+    cluster.restart_apiserver()
+    # Changes made after the restart reach the gateway: its watch broke and it listed again.
+    kubectl.apply(model_manifest("after", runtime="external", external={"url": triton.url, "tritonModel": "echo"}))
+    kubectl("delete", "model", "before")
+    wait_until(lambda: model_ids(gateway) == ["after"], 30, message="gateway re-listed after the restart")
+    assert "watching Models failed" in gateway.log() or "listing" in gateway.log()
