@@ -62,6 +62,18 @@ class Kube:
         query = {"fieldManager": FIELD_MANAGER, "force": "true"}
         return self._request("PATCH", path, query, body=obj, content_type="application/apply-patch+yaml")
 
+    def create_or_apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """For objects that most likely do not exist yet: a plain create costs the API server
+        far less than a server-side apply; if the object exists after all, apply."""
+        meta = obj["metadata"]
+        try:
+            return self._request("POST", _path(obj["kind"], meta["namespace"]), {"fieldManager": FIELD_MANAGER},
+                                 body=obj)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            return self.apply(obj)
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._request("GET", _path(kind, namespace, name))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter("conch_operator_reconciles_total", "Reconciles of Models by trigger and result.",
                      ["trigger", "result"])
 DURATION = Histogram("conch_operator_reconcile_duration_seconds", "Time one reconcile takes.", ["trigger"],
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+QUEUE_DEPTH = Gauge("conch_operator_queue_depth", "Models waiting to be reconciled.")
 ERRORS = Counter("conch_operator_reconcile_errors_total", "Reconciles that raised, by error type.", ["error"])
 
 

@@ -5,8 +5,6 @@ operator restarts and the periodic resync all converge on the same state."""
 from __future__ import annotations
 
 import logging
-import threading
-from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,54 +14,68 @@ from . import external, render
 from .kube import OWNED_KINDS, Kube
 from .settings import OperatorSettings
 from .status import Observed, compute_status
+from .view import ClusterView, Key
 
 log = logging.getLogger("conch.operator")
 
-# Events of a Model and of what it owns arrive on different threads. Reconciles of one Model
-# run one at a time, each observing afresh, so an older observation never overwrites a newer one.
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+# The operator is the only writer of Model status: the status it wrote last is the true previous
+# status, even when the triggering event carried an older copy. Per Model, reconciles never
+# overlap (the work queue sees to it), so these maps need no lock beyond the GIL.
+_written: dict[Key, dict[str, Any]] = {}
+_applied_generation: dict[Key, int | None] = {}
 
 
-def reconcile(kube: Kube, body: dict[str, Any], settings: OperatorSettings, *, apply: bool = True,
-              prune_stale: bool = True, fresh: bool = False) -> ModelStatus | None:
-    """`apply=False` only refreshes status (for events of owned objects). `fresh` says `body` was
-    just read from the API server; otherwise (a queued kopf event) it is read again under the lock."""
+def reconcile(kube: Kube, view: ClusterView, body: dict[str, Any], settings: OperatorSettings, *,
+              apply: bool = True) -> ModelStatus | None:
+    """`apply=False` only refreshes status (for events of owned objects and endpoint probes)."""
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    with _locks[key]:
+    model = Model.model_validate(body)
+    if model.metadata.deletionTimestamp:
+        return None  # garbage collection removes what it owns
+    if apply:
+        desired = render.desired_objects(model, settings)
+        # A Model never reconciled before owns nothing yet: create (cheap) rather than apply, no pruning.
+        fresh = model.status.observedGeneration is None and not view.deployment(key)[0]
+        for obj in desired:
+            (kube.create_or_apply if fresh else kube.apply)(obj)
         if not fresh:
-            body = kube.get("Model", *key)
-            if body is None:
-                _locks.pop(key, None)
-                return None
-        model = Model.model_validate(body)
-        if model.metadata.deletionTimestamp:
-            _locks.pop(key, None)
-            return None  # garbage collection removes what it owns
-        if apply:
-            desired = render.desired_objects(model, settings)
-            for obj in desired:
-                kube.apply(obj)
-            if prune_stale:
-                prune(kube, model, desired)
-        status = compute_status(model, observe(kube, model, settings), _now())
-        if _dump(status) != _dump(model.status):
-            kube.patch_status(model.metadata.namespace, model.metadata.name, _dump(status))
-        return status
+            prune(kube, model, desired)
+        _applied_generation[key] = model.metadata.generation
+    previous = _written.get(key) or _dump(model.status)
+    model = model.model_copy(update={"status": ModelStatus.model_validate(previous)})
+    status = compute_status(model, observe(kube, view, model, settings), _now())
+    if _dump(status) != previous:
+        kube.patch_status(*key, _dump(status))
+        _written[key] = _dump(status)
+    return status
 
 
-def observe(kube: Kube, model: Model, settings: OperatorSettings) -> Observed:
-    namespace = model.metadata.namespace
+def needs_apply(body: dict[str, Any]) -> bool:
+    """Has the spec changed since it was last applied (or was it never applied by this process)?"""
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    return key not in _applied_generation or _applied_generation[key] != body["metadata"].get("generation")
+
+
+def forget(namespace: str, name: str) -> None:
+    """The Model is gone: drop what was remembered about it."""
+    _written.pop((namespace, name), None)
+    _applied_generation.pop((namespace, name), None)
+
+
+def observe(kube: Kube, view: ClusterView, model: Model, settings: OperatorSettings) -> Observed:
+    key = (model.metadata.namespace, model.metadata.name)
     if model.spec.runtime == Runtime.EXTERNAL:
         ready, message = external.probe(model.spec.external.url, model.spec.external.tritonModel,
                                         settings.external_probe_timeout_s)
         return Observed(external_ready=ready, external_message=message)
     if model.spec.runtime != Runtime.LLAMA_CPP:
         return Observed()
-    deployment = kube.get("Deployment", namespace, render.Names(model.metadata.name).workload)
-    ready = (deployment or {}).get("status", {}).get("readyReplicas", 0)
-    # Pods only explain what is wrong; when every replica is ready there is nothing to explain.
-    pods = [] if ready >= model.spec.replicas else kube.list("Pod", namespace, render.selector_string(model))
-    return Observed(deployment=deployment, pods=pods, problems=source_problems(kube, model))
+    known, deployment = view.deployment(key)
+    if not known:  # e.g. just after a restart, before the watch caught up: ask once
+        deployment = kube.get("Deployment", key[0], render.Names(key[1]).workload)
+        view.remember_deployment(key, deployment)
+    return Observed(deployment=deployment, unschedulable=view.unschedulable(key),
+                    problems=source_problems(kube, model))
 
 
 def source_problems(kube: Kube, model: Model) -> list[str]:

@@ -17,4 +17,4 @@ class OperatorSettings(BaseSettings):
     external_probe_interval_s: float = Field(10.0, gt=0, description="How often external endpoints are probed.")
     external_probe_timeout_s: float = Field(2.0, gt=0, description="Time limit of an external endpoint health probe.")
     metrics_port: int = Field(8090, description="Port of the operator's Prometheus metrics; 0 disables them.")
-    max_workers: int = Field(16, ge=1, description="Threads running reconciles concurrently.")
+    max_workers: int = Field(8, ge=1, description="Threads running reconciles concurrently.")

@@ -14,7 +14,7 @@ from . import render
 @dataclass(frozen=True)
 class Observed:
     deployment: dict[str, Any] | None = None
-    pods: list[dict[str, Any]] = field(default_factory=list)
+    unschedulable: list[str] = field(default_factory=list)  # the scheduler's messages for pending pods
     problems: list[str] = field(default_factory=list)  # e.g. a missing PersistentVolumeClaim
     external_ready: bool | None = None  # external endpoint probe, None when not probed
     external_message: str = ""
@@ -73,7 +73,8 @@ def _judge_deployment(model: Model, observed: Observed) -> Verdict:
     desired = model.spec.replicas
     status = (observed.deployment or {}).get("status", {})
     replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
-    problems = list(observed.problems) + _pod_problems(observed.pods) + _deployment_problems(status)
+    problems = (list(observed.problems) + [f"pods cannot be scheduled: {m}" for m in observed.unschedulable]
+                + _deployment_problems(status))
     engine = (True, "NoBuildNeeded", "llama.cpp serves the GGUF file as it is")
 
     if desired == 0:
@@ -92,16 +93,6 @@ def _judge_deployment(model: Model, observed: Observed) -> Verdict:
     degraded_state = (bool(problems), _problem_reason(problems) if problems else "AsExpected", "; ".join(problems))
     return Verdict(ready=ready_state, available=available_state, engine=engine, degraded=degraded_state,
                    replicas=replicas, ready_replicas=ready)
-
-
-def _pod_problems(pods: list[dict[str, Any]]) -> list[str]:
-    """Unschedulable pods carry the scheduler's own explanation; that is the message users need."""
-    messages = []
-    for pod in pods:
-        for cond in pod.get("status", {}).get("conditions", []) or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and cond.get("reason") == "Unschedulable":
-                messages.append(f"pods cannot be scheduled: {cond.get('message', 'no reason given')}")
-    return sorted(set(messages))
 
 
 def _deployment_problems(status: dict[str, Any]) -> list[str]:

@@ -181,5 +181,7 @@ def test_operator_metrics(kubectl, operator):
     kubectl.apply(model_manifest("m"))
     ready(kubectl, "m")
     text = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics").text
-    assert 'conch_operator_reconciles_total{result="ok",trigger="create"}' in text
+    assert 'conch_operator_reconciles_total{result="ok",trigger="apply"}' in text
+    assert 'conch_operator_reconciles_total{result="ok",trigger="status"}' in text
+    assert "conch_operator_queue_depth" in text
     assert "conch_operator_reconcile_duration_seconds_bucket" in text

@@ -82,9 +82,9 @@ def test_ready_when_a_replica_is_ready():
 
 
 def test_unschedulable_pods_explain_themselves():
-    pod = {"status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                                      "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."}]}}
-    status = compute_status(model(), Observed(deployment=deployment_status(ready=0, available=False), pods=[pod]), "T")
+    message = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+    status = compute_status(model(), Observed(deployment=deployment_status(ready=0, available=False),
+                                              unschedulable=[message]), "T")
     assert status.phase.value == "Degraded"
     degraded = next(c for c in status.conditions if c.type == "Degraded")
     assert degraded.reason == "Unschedulable" and "Insufficient nvidia.com/gpu" in degraded.message
@@ -115,3 +115,28 @@ def test_tensorrt_llm_is_reported_unsupported():
     trt = model(runtime="tensorrt-llm", gpu={"count": 1}, source={"huggingFace": {"repoId": "a/b"}})
     status = compute_status(trt, Observed(), "T")
     assert conditions(status)["Degraded"] == ("True", "RuntimeNotSupported") and status.endpoint is None
+
+
+def test_cluster_view_tracks_deployments_and_unschedulable_pods():
+    from conch_operator.view import ClusterView
+
+    view = ClusterView()
+    key = ("ns", "m")
+    assert view.deployment(key) == (False, None)
+    view.remember_deployment(key, {"metadata": {"name": "m-triton"}, "status": {"readyReplicas": 0}})
+    view.deployment_event("MODIFIED", key, {"metadata": {"name": "m-triton"}, "spec": {"big": "x" * 1000},
+                                            "status": {"readyReplicas": 1}})
+    view.remember_deployment(key, {"metadata": {"name": "m-triton"}, "status": {"readyReplicas": 0}})
+    known, deployment = view.deployment(key)
+    assert known and deployment["status"]["readyReplicas"] == 1 and "spec" not in deployment
+
+    pending = {"metadata": {"name": "p1"}, "status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no nodes"}]}}
+    view.pod_event("ADDED", key, pending)
+    assert view.unschedulable(key) == ["no nodes"]
+    view.pod_event("MODIFIED", key, {"metadata": {"name": "p1"}, "status": {"conditions": [
+        {"type": "PodScheduled", "status": "True"}]}})
+    assert view.unschedulable(key) == []
+    view.pod_event("ADDED", key, pending)
+    view.pod_event("DELETED", key, pending)
+    assert view.unschedulable(key) == []
