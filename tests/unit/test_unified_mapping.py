@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from conch_api import TensorInterface
 from conch_gateway.backends.base import BackendFailed
-from conch_gateway.backends.codecs import EnsembleCodec, LlmApiCodec
+from conch_gateway.backends.codecs import CODECS
 from conch_gateway.prompts import PromptFormat
 from conch_gateway.protocol.generate import GenerateParameters, GenerateRequest
 from conch_gateway.registry.base import ServedModel
@@ -26,7 +26,7 @@ def test_seed_000_defaults():
 
 def test_sampling_maps_to_ensemble_tensors():
     request = to_generation_request(GenerateParameters(temperature=0.5, top_p=0.8, stop=["\n\n"], seed=3), "P", MODEL)
-    body = EnsembleCodec().request_body(request, stream=False)
+    body = CODECS["ensemble"].request_body(request, stream=False)
     assert body == {
         "text_input": "P", "max_tokens": 128, "stream": False, "exclude_input_in_output": True,
         "return_num_input_tokens": True, "return_num_output_tokens": True,
@@ -37,20 +37,20 @@ def test_sampling_maps_to_ensemble_tensors():
 @pytest.mark.parametrize("params", [GenerateParameters(do_sample=False, temperature=1.5),
                                     GenerateParameters(temperature=0.0)])
 def test_greedy_is_top_k_1(params):
-    body = EnsembleCodec().request_body(to_generation_request(params, "P", MODEL), stream=False)
+    body = CODECS["ensemble"].request_body(to_generation_request(params, "P", MODEL), stream=False)
     assert body["top_k"] == 1 and "temperature" not in body and "top_p" not in body
 
 
 def test_llmapi_names():
     request = to_generation_request(GenerateParameters(max_new_tokens=9, temperature=0.3, stop=["x"]), "P", MODEL)
-    body = LlmApiCodec().request_body(request, stream=True)
+    body = CODECS["llmapi"].request_body(request, stream=True)
     assert body["sampling_param_max_tokens"] == 9 and body["streaming"] is True
     assert body["sampling_param_temperature"] == 0.3 and body["sampling_param_stop"] == ["x", "<|im_end|>"]
     assert "max_tokens" not in body and "stream" not in body
 
 
 def test_codec_reads_unwrapped_and_list_outputs():
-    codec = EnsembleCodec()
+    codec = CODECS["ensemble"]
     assert codec.text({"text_output": "a"}) == "a" and codec.text({"text_output": ["b"]}) == "b"
     assert codec.output_tokens({"num_output_tokens": [7]}) == 7 and codec.output_tokens({}) is None
 

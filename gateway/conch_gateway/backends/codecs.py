@@ -1,48 +1,67 @@
 """Codecs between the backend-neutral request and the two TensorRT-LLM tensor interfaces.
 
 Triton's generate extension maps every JSON key that names a model input to a tensor, so a
-request body here is just the tensor names with values (DESIGN.md §2).
+request body is just tensor names with values (DESIGN.md §2). The interfaces differ only in
+their names, so one codec serves both, driven by a table of names.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from .base import GenerationRequest
 
 
-class Codec(Protocol):
-    def request_body(self, request: GenerationRequest, *, stream: bool) -> dict[str, Any]: ...
-    def text(self, payload: dict[str, Any]) -> str: ...
-    def output_tokens(self, payload: dict[str, Any]) -> int | None: ...
-    def input_tokens(self, payload: dict[str, Any]) -> int | None: ...
+@dataclass(frozen=True)
+class TensorNames:
+    max_tokens: str
+    stream: str
+    temperature: str
+    top_p: str
+    top_k: str
+    seed: str
+    presence_penalty: str
+    frequency_penalty: str
+    stop: str
+    repetition_penalty: str | None
+    flags: tuple[tuple[str, bool], ...]  # always sent: no prompt echo, token counts
 
 
-class EnsembleCodec:
-    """TensorRT-LLM's `ensemble` / `tensorrt_llm_bls` names (`max_tokens`, `stream`, `seed`…)."""
+ENSEMBLE = TensorNames(
+    max_tokens="max_tokens", stream="stream", temperature="temperature", top_p="top_p", top_k="top_k",
+    seed="seed", presence_penalty="presence_penalty", frequency_penalty="frequency_penalty", stop="stop_words",
+    repetition_penalty="repetition_penalty",
+    flags=(("exclude_input_in_output", True), ("return_num_input_tokens", True), ("return_num_output_tokens", True)),
+)
+
+LLMAPI = TensorNames(
+    max_tokens="sampling_param_max_tokens", stream="streaming", temperature="sampling_param_temperature",
+    top_p="sampling_param_top_p", top_k="sampling_param_top_k", seed="sampling_param_seed",
+    presence_penalty="sampling_param_presence_penalty", frequency_penalty="sampling_param_frequency_penalty",
+    stop="sampling_param_stop", repetition_penalty=None,
+    flags=(("sampling_param_exclude_input_from_output", True), ("return_finish_reason", True)),
+)
+
+
+class Codec:
+    def __init__(self, names: TensorNames):
+        self.names = names
 
     def request_body(self, request: GenerationRequest, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "text_input": request.prompt,
-            "max_tokens": request.max_tokens,
-            "stream": stream,
-            "exclude_input_in_output": True,
-            "return_num_input_tokens": True,
-            "return_num_output_tokens": True,
-        }
+        n = self.names
+        body: dict[str, Any] = {"text_input": request.prompt, n.max_tokens: request.max_tokens, n.stream: stream}
+        body.update(n.flags)
+        optional = [(n.seed, request.seed), (n.presence_penalty, request.presence_penalty),
+                    (n.frequency_penalty, request.frequency_penalty), (n.repetition_penalty, request.repetition_penalty)]
         if request.greedy:
-            body["top_k"] = 1
+            body[n.top_k] = 1  # greedy decoding in TensorRT-LLM's terms
         else:
-            _put(body, "temperature", request.temperature)
-            _put(body, "top_p", request.top_p)
-            _put(body, "top_k", request.top_k)
-        _put(body, "seed", request.seed)
-        _put(body, "repetition_penalty", request.repetition_penalty)
-        _put(body, "presence_penalty", request.presence_penalty)
-        _put(body, "frequency_penalty", request.frequency_penalty)
+            optional += [(n.temperature, request.temperature), (n.top_p, request.top_p), (n.top_k, request.top_k)]
+        body.update((name, value) for name, value in optional if name and value is not None)
         stop_words = [*request.stop, *request.stop_tokens]
         if stop_words:
-            body["stop_words"] = stop_words
+            body[n.stop] = stop_words
         return body
 
     def text(self, payload: dict[str, Any]) -> str:
@@ -55,47 +74,7 @@ class EnsembleCodec:
         return _int(payload.get("num_input_tokens"))
 
 
-class LlmApiCodec:
-    """TensorRT-LLM's PyTorch-path `llmapi` model names (`sampling_param_*`, `streaming`)."""
-
-    def request_body(self, request: GenerationRequest, *, stream: bool) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "text_input": request.prompt,
-            "sampling_param_max_tokens": request.max_tokens,
-            "streaming": stream,
-            "sampling_param_exclude_input_from_output": True,
-            "return_finish_reason": True,
-        }
-        if request.greedy:
-            body["sampling_param_top_k"] = 1
-        else:
-            _put(body, "sampling_param_temperature", request.temperature)
-            _put(body, "sampling_param_top_p", request.top_p)
-            _put(body, "sampling_param_top_k", request.top_k)
-        _put(body, "sampling_param_seed", request.seed)
-        _put(body, "sampling_param_presence_penalty", request.presence_penalty)
-        _put(body, "sampling_param_frequency_penalty", request.frequency_penalty)
-        stop_words = [*request.stop, *request.stop_tokens]
-        if stop_words:
-            body["sampling_param_stop"] = stop_words
-        return body
-
-    def text(self, payload: dict[str, Any]) -> str:
-        return _first(payload.get("text_output", ""))
-
-    def output_tokens(self, payload: dict[str, Any]) -> int | None:
-        return _int(payload.get("num_output_tokens"))
-
-    def input_tokens(self, payload: dict[str, Any]) -> int | None:
-        return _int(payload.get("num_input_tokens"))
-
-
-CODECS: dict[str, Codec] = {"ensemble": EnsembleCodec(), "llmapi": LlmApiCodec()}
-
-
-def _put(body: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        body[key] = value
+CODECS: dict[str, Codec] = {"ensemble": Codec(ENSEMBLE), "llmapi": Codec(LLMAPI)}
 
 
 def _first(value: Any) -> Any:
