@@ -1,4 +1,8 @@
-"""Request-scoped access to the app's state (kept on `app.state`, not in globals)."""
+"""Request-scoped access to the app's state (kept on `app.state`, not in globals).
+
+The providers are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
+thread, which on the hot path costs more than everything else the gateway does.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,19 @@ from .registry.base import ModelRegistry
 from .services.generation import GenerationService
 
 
-def _registry(request: Request) -> ModelRegistry:
+async def _registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def _generation(request: Request) -> GenerationService:
+async def _generation(request: Request) -> GenerationService:
     return request.app.state.generation
 
 
-def _triton(request: Request) -> TritonClient:
+async def _triton(request: Request) -> TritonClient:
     return request.app.state.triton
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
