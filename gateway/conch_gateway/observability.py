@@ -27,6 +27,16 @@ class Metrics:
         self.errors = Counter("conch_backend_errors_total", "Failed backend calls by model and error code.",
                               ["model", "code"], registry=self.registry)
         self.active_count = 0
+        self._children: dict[tuple[str, str, str], tuple] = {}
+
+    def observe_request(self, method: str, route: str, status: str, seconds: float) -> None:
+        # Label lookups take a lock and hash the label values; bind each combination once.
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (self.requests.labels(method, route, status), self.latency.labels(method, route))
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def tokens_generated(self, model: str, count: int) -> None:
         self.tokens.labels(model).inc(count)
@@ -62,5 +72,4 @@ class MetricsMiddleware:
             metrics.active_count -= 1
             metrics.active.dec()
             route = getattr(scope.get("route"), "path", "unmatched")
-            metrics.requests.labels(scope["method"], route, str(status)).inc()
-            metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            metrics.observe_request(scope["method"], route, str(status), time.perf_counter() - started)

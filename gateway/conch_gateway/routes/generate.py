@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from ..dependencies import Generation, Registry
 from ..protocol.generate import GenerateRequest, GenerateResponse
 from ..services import unified
 
@@ -10,5 +9,7 @@ router = APIRouter(tags=["unified"])
 
 
 @router.post("/v1/generate", response_model=GenerateResponse, summary="Generate text (seed 000 unified API)")
-async def generate(request: GenerateRequest, registry: Registry, generation: Generation) -> GenerateResponse:
-    return await unified.generate(request, registry, generation)
+async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
+    # The hot path reads app state directly: resolving dependencies costs more than the lookup.
+    state = request.app.state
+    return await unified.generate(body, state.registry, state.generation)
