@@ -3,19 +3,29 @@ and the gateway, answers the README's curl, and Ctrl-C leaves no process behind.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
 
-import httpx
 import psutil
 import pytest
 
 from support import REPO_ROOT, free_port, free_port_block
 
 pytestmark = pytest.mark.triton
+
+
+def readme_curl(port: int) -> list[str]:
+    """The first curl command of the README, as argv, pointed at `port`."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    command = re.search(r"```sh\n(curl http://127\.0\.0\.1:8000/v1/generate.*?)\n#", readme, re.S).group(1)
+    command = command.replace("\\\n", " ")  # shell line continuations
+    return [arg.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for arg in shlex.split(command)]
 
 
 def test_up_serves_and_stops_cleanly(tmp_path):
@@ -32,10 +42,9 @@ def test_up_serves_and_stops_cleanly(tmp_path):
         output = "".join(lines)
         assert f"http://127.0.0.1:{triton_port}" in output and f"http://127.0.0.1:{port}" in output
 
-        # The README's curl, verbatim apart from the port.
-        answer = httpx.post(f"http://127.0.0.1:{port}/v1/generate", timeout=60, json={
-            "model_id": "smollm2", "inputs": "What is the capital of France?", "scenario": "qa",
-            "parameters": {"max_new_tokens": 32, "do_sample": False}}).json()
+        # The README's curl, as written apart from the port.
+        answer = subprocess.run(readme_curl(port), capture_output=True, text=True, timeout=60, check=True)
+        answer = json.loads(answer.stdout)
         assert "Paris" in answer["generated_text"] and answer["model"] == "SmolLM2-135M-Instruct-Q4_1"
 
         children = psutil.Process(process.pid).children(recursive=True)
