@@ -24,6 +24,10 @@ cluster: $(INSTALLED) tools  ## local control plane + Model CRD + operator + gat
 cluster-down:  ## stop everything `make cluster` started
 	@$(BIN)/python -m conch_cluster down --state-dir $(CLUSTER_STATE)
 
+bench: $(INSTALLED) tools  ## benchmarks (bench/README.md): gateway overhead, generation, operator scale
+	@bash bench/run.sh all
+	@$(BIN)/python bench/operator_scale.py
+
 unit: $(INSTALLED)  ## unit tests only (seconds)
 	$(BIN)/python -m pytest tests/unit
 
