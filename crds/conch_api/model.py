@@ -44,10 +44,16 @@ class Quantization(str, Enum):
 
 
 class TensorInterface(str, Enum):
-    """Which TensorRT-LLM tensor names the Triton model speaks."""
+    """Which tensor names the Triton model speaks: TensorRT-LLM's two text-generation interfaces,
+    or Conch's sentence-embedding one (`text_input` → `embedding`)."""
 
     ENSEMBLE = "ensemble"
     LLMAPI = "llmapi"
+    EMBEDDING = "embedding"
+
+    @property
+    def generates_text(self) -> bool:
+        return self is not TensorInterface.EMBEDDING
 
 
 class PromptFamily(str, Enum):
@@ -145,6 +151,10 @@ class ExternalSpec(_Spec):
 
     url: str = Field(description="Base URL of the Triton HTTP endpoint, e.g. http://triton.infra:8000.",
                      pattern=r"^https?://[^\s/]+(/.*)?$", max_length=2048)
+    grpcAddress: str | None = Field(None, description="host:port of the same Triton's gRPC endpoint, e.g. "
+                                    "triton.infra:8001. Streams go over gRPC when it is set, so a client that "
+                                    "disconnects cancels generation (Triton cancels only gRPC requests).",
+                                    pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", max_length=512)
     tritonModel: Name = Field(description="Name of the model inside that Triton.")
     interface: TensorInterface = Field(TensorInterface.ENSEMBLE, description="Tensor interface the model speaks.")
 
@@ -252,6 +262,7 @@ class ModelStatus(_Status):
     replicas: int = Field(0, description="Triton replicas that exist.")
     readyReplicas: int = Field(0, description="Triton replicas that are ready.")
     endpoint: str | None = Field(None, description="Base URL of the Triton HTTP endpoint serving the model.")
+    grpcAddress: str | None = Field(None, description="host:port of the same Triton's gRPC endpoint.")
     tritonModel: str | None = Field(None, description="Name of the model inside Triton.")
     interface: TensorInterface | None = Field(None, description="Tensor interface of that Triton model.")
     observedGeneration: int | None = Field(None, description="Last metadata.generation the operator acted on.")

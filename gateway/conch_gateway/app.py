@@ -9,12 +9,17 @@ from typing import Callable
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from . import __version__
 from .backends.triton import TritonClient
 from .errors import install_error_handlers
 from .observability import Metrics, MetricsMiddleware
 from .registry.base import ModelRegistry, ModelSource
-from .routes import generate, health, metrics, models
+from .routes import custom, generate, health, metrics, models, openai, tgi
+from .services.custom import CustomService
+from .services.embeddings import EmbeddingService
 from .services.generation import GenerationService, TimeLimit
+from .services.openai import OpenAIService
+from .services.tgi import TGIService
 from .settings import Settings
 
 log = logging.getLogger("conch.gateway")
@@ -44,19 +49,22 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
 
     app = FastAPI(
         title="Conch gateway",
-        version="0.1.0",
-        description="One API for quantized LLMs served by Triton: unified /v1/generate, OpenAI-compatible /v1, health and metrics.",
+        version=__version__,
+        description="One API for quantized LLMs served by Triton: seed 000's unified /v1/generate, OpenAI-compatible "
+                    "/v1, Hugging Face TGI-compatible routes, seed 001's /api/v1, health and metrics.",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.triton = triton
     app.state.registry = registry
     app.state.metrics = app_metrics
-    app.state.generation = GenerationService(
-        triton, TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s), app_metrics
-    )
+    time_limit = TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s)
+    app.state.generation = GenerationService(triton, time_limit, app_metrics)
+    app.state.openai = OpenAIService(registry, app.state.generation, EmbeddingService(triton, time_limit))
+    app.state.tgi = TGIService(registry, app.state.generation, settings.default_model)
+    app.state.custom = CustomService(registry, app.state.generation, settings.default_model)
     install_error_handlers(app)
-    for module in (generate, models, health, metrics):
+    for module in (generate, openai, models, custom, tgi, health, metrics):
         app.include_router(module.router)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["*"])

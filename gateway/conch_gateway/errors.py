@@ -1,9 +1,10 @@
 """One error envelope for every route.
 
-    {"error": {"code", "message", "type", "param", "details"}, "error_code", "timestamp", "path"}
+    {"error": {"code", "message", "type", "param", "details"}, "error_code", "error_type", "timestamp", "path"}
 
-`error.code/message` satisfy seeds 001 and 003, `error_code` seed 000, and `error.message/type/
-param/code` the OpenAI SDKs (which pick their exception class from the HTTP status).
+`error.code/message` satisfy seeds 001 and 003, `error_code` seed 000, `error.message/type/
+param/code` the OpenAI SDKs (which pick their exception class from the HTTP status), and
+`error_type` Hugging Face's clients (TGI's validation / overloaded / generation).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ _TYPES = {
     504: "timeout_error",
 }
 
+# Hugging Face TGI's `error_type`, so `huggingface_hub` raises its matching exception class.
+_TGI_ERROR_TYPES = {400: "validation", 404: "validation", 409: "validation", 413: "validation", 422: "validation",
+                    429: "overloaded", 503: "overloaded"}
+
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
@@ -57,8 +62,24 @@ def invalid_request(message: str, param: str | None = None, details: Any = None)
     return ConchError(422, "INVALID_REQUEST", message, param=param, details=details)
 
 
-def model_not_found(model_id: str, param: str = "model_id") -> ConchError:
-    return ConchError(400, "MODEL_NOT_FOUND", f"model '{model_id}' is not served here; GET /v1/models lists the models",
+def model_not_found(model_id: str, param: str = "model_id", status: int = 400) -> ConchError:
+    """400 where a request names a model to use (seed 000); 404 where the model is the resource."""
+    return ConchError(status, "MODEL_NOT_FOUND", f"model '{model_id}' is not served here; GET /v1/models lists the models",
+                      param=param)
+
+
+def unsupported_parameter(param: str, message: str, status: int = 400) -> ConchError:
+    return ConchError(status, "UNSUPPORTED_PARAMETER", message, param=param)
+
+
+def no_default_model(candidates: list[str], param: str = "model") -> ConchError:
+    listed = ", ".join(sorted(candidates)) or "none"
+    return ConchError(400, "MODEL_NOT_FOUND", f"no model was named and no default is configured (CONCH_DEFAULT_MODEL); "
+                      f"name one of: {listed}", param=param)
+
+
+def unsupported_task(model_id: str, wanted: str, supports: str, param: str | None = None) -> ConchError:
+    return ConchError(400, "UNSUPPORTED_TASK", f"model '{model_id}' does not do {wanted}; it supports: {supports}",
                       param=param)
 
 
@@ -98,9 +119,14 @@ def envelope(status: int, code: str, message: str, path: str, *, param: str | No
             "details": details,
         },
         "error_code": code,
+        "error_type": tgi_error_type(status),
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "path": path,
     }
+
+
+def tgi_error_type(status: int) -> str:
+    return _TGI_ERROR_TYPES.get(status, "generation")
 
 
 def error_response(exc: ConchError, path: str) -> JSONBytes:

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     model_source: Literal["local", "kubernetes"] = Field("local", description="Where the model list comes from.")
     local_models_file: Path | None = Field(None, description="YAML file of Model resources (local source).")
     watch_namespace: str | None = Field(None, description="Namespace of Models to serve (kubernetes source); all if unset.")
+    default_model: str | None = Field(None, description="Model of the APIs without a model field (TGI, seed 001); "
+                                      "unset means the only text-generation model, if there is one.")
     inference_timeout_s: float = Field(60.0, gt=0, description="Time limit of one inference.")
     inference_timeout_per_token_s: float = Field(0.5, ge=0, description="Time limit grows with max tokens asked.")
     health_probe_interval_s: float = Field(2.0, gt=0, description="How often the local source probes Triton.")

@@ -70,6 +70,14 @@ def endpoint(model: Model) -> str | None:
     return f"http://{Names(model.metadata.name).workload}.{model.metadata.namespace}.svc:{HTTP_PORT}"
 
 
+def grpc_address(model: Model) -> str | None:
+    """host:port of the same Triton's gRPC endpoint: the gateway streams over it, because Triton
+    cancels a request when its gRPC stream closes but not when an HTTP client goes away."""
+    if model.spec.runtime == Runtime.EXTERNAL:
+        return model.spec.external.grpcAddress
+    return f"{Names(model.metadata.name).workload}.{model.metadata.namespace}.svc:{GRPC_PORT}"
+
+
 def triton_model(model: Model) -> str:
     if model.spec.runtime == Runtime.EXTERNAL:
         return model.spec.external.tritonModel

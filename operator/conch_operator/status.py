@@ -46,6 +46,7 @@ def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
         replicas=verdict.replicas,
         readyReplicas=verdict.ready_replicas,
         endpoint=render.endpoint(model) if model.spec.runtime != Runtime.TENSORRT_LLM else None,
+        grpcAddress=render.grpc_address(model) if model.spec.runtime != Runtime.TENSORRT_LLM else None,
         tritonModel=render.triton_model(model),
         interface=render.interface(model),
         observedGeneration=generation,

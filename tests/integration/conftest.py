@@ -14,7 +14,8 @@ from support.stack import make_gateway, repository_models
 
 @pytest.fixture(scope="session")
 def gateway(triton) -> Iterator[GatewayServer]:
-    with make_gateway(repository_models(triton.url)) as server:
+    models = repository_models(triton.url, f"127.0.0.1:{triton.ports.grpc}")
+    with make_gateway(models, default_model="smollm2") as server:
         yield server
 
 

@@ -72,7 +72,7 @@ class GatewayServer:
 
 
 def model_resource(name: str, endpoint: str, triton_model: str, *, display_name: str | None = None,
-                   interface: str = "ensemble", **spec: Any) -> dict[str, Any]:
+                   interface: str = "ensemble", grpc_address: str | None = None, **spec: Any) -> dict[str, Any]:
     """A `Model` resource as the operator publishes it once Ready."""
     return {
         "apiVersion": "conch.dev/v1alpha1",
@@ -83,6 +83,7 @@ def model_resource(name: str, endpoint: str, triton_model: str, *, display_name:
             "phase": "Ready",
             "conditions": [{"type": "Ready", "status": "True", "reason": "Test"}],
             "endpoint": endpoint,
+            **({"grpcAddress": grpc_address} if grpc_address else {}),
             "tritonModel": triton_model,
             "interface": interface,
         },

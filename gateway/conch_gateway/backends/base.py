@@ -27,6 +27,7 @@ class GenerationResult:
     output_tokens: int
     input_tokens: int | None
     finish_reason: str  # "stop" | "length"
+    stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings
 
 
 class BackendError(Exception):

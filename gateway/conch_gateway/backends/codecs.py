@@ -26,6 +26,7 @@ class TensorNames:
     stop: str
     repetition_penalty: str | None
     flags: tuple[tuple[str, bool], ...]  # always sent: no prompt echo, token counts
+    batched: bool  # does the Triton model take a leading batch dimension (max_batch_size > 0)?
 
 
 ENSEMBLE = TensorNames(
@@ -33,6 +34,7 @@ ENSEMBLE = TensorNames(
     seed="seed", presence_penalty="presence_penalty", frequency_penalty="frequency_penalty", stop="stop_words",
     repetition_penalty="repetition_penalty",
     flags=(("exclude_input_in_output", True), ("return_num_input_tokens", True), ("return_num_output_tokens", True)),
+    batched=True,
 )
 
 LLMAPI = TensorNames(
@@ -41,7 +43,24 @@ LLMAPI = TensorNames(
     presence_penalty="sampling_param_presence_penalty", frequency_penalty="sampling_param_frequency_penalty",
     stop="sampling_param_stop", repetition_penalty=None,
     flags=(("sampling_param_exclude_input_from_output", True), ("return_finish_reason", True)),
+    batched=False,
 )
+
+# Triton datatypes of every input either interface may be sent (gRPC needs them spelled out;
+# HTTP `generate` looks them up in the model config itself).
+DATATYPES: dict[str, str] = {
+    "text_input": "BYTES",
+    # ensemble
+    "max_tokens": "INT32", "stream": "BOOL", "temperature": "FP32", "top_p": "FP32", "top_k": "INT32",
+    "seed": "UINT64", "presence_penalty": "FP32", "frequency_penalty": "FP32", "repetition_penalty": "FP32",
+    "stop_words": "BYTES", "exclude_input_in_output": "BOOL", "return_num_input_tokens": "BOOL",
+    "return_num_output_tokens": "BOOL",
+    # llmapi
+    "sampling_param_max_tokens": "INT32", "streaming": "BOOL", "sampling_param_temperature": "FP32",
+    "sampling_param_top_p": "FP32", "sampling_param_top_k": "INT32", "sampling_param_seed": "UINT64",
+    "sampling_param_presence_penalty": "FP32", "sampling_param_frequency_penalty": "FP32",
+    "sampling_param_stop": "BYTES", "sampling_param_exclude_input_from_output": "BOOL", "return_finish_reason": "BOOL",
+}
 
 
 class Codec:

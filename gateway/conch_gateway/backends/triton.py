@@ -1,9 +1,11 @@
 """The one module that talks to Triton.
 
-Text generation uses Triton's `generate` / `generate_stream` HTTP endpoints (tritonclient has
-no generate support) over one shared keep-alive connection pool (`http.HTTPClient`); health and
-metadata use tritonclient's HTTP aio client, one per Triton endpoint. An abandoned request's
-connection is closed, which is how Triton's HTTP frontend learns to cancel the inference.
+- One answer: Triton's HTTP `generate` endpoint (tritonclient has no generate support) over one
+  shared keep-alive connection pool (`http.HTTPClient`) — the cheapest call in CPU.
+- Streams: gRPC `ModelStreamInfer` on one HTTP/2 channel per Triton, because Triton cancels a
+  request when its gRPC stream is cancelled and never when an HTTP client goes away (docs:
+  request_cancellation). Models known only by an HTTP URL stream over `generate_stream`.
+- Health and metadata: tritonclient's HTTP aio client, one per Triton endpoint.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import asyncio
 from typing import Any, AsyncIterator
 from urllib.parse import quote, urlsplit
 
+import grpc
 import orjson
 import tritonclient.http.aio as triton_http
+from tritonclient.grpc import service_pb2_grpc
 
+from . import grpc_tensors
 from .base import BackendFailed, BackendTimeout, BackendUnavailable
 from .http import ConnectError, ConnectionClosed, HTTPClient
 
@@ -26,6 +31,7 @@ class TritonClient:
         self._connect_timeout = connect_timeout
         self._http = HTTPClient(limit_per_origin=pool_size, connect_timeout=connect_timeout)
         self._admin: dict[str, triton_http.InferenceServerClient] = {}
+        self._channels: dict[str, tuple[grpc.aio.Channel, service_pb2_grpc.GRPCInferenceServiceStub]] = {}
 
     async def start(self) -> None:
         """Connections open on first use; nothing to do ahead of it."""
@@ -34,6 +40,9 @@ class TritonClient:
         admins, self._admin = list(self._admin.values()), {}
         for client in admins:
             await client.close()
+        channels, self._channels = list(self._channels.values()), {}
+        for channel, _ in channels:
+            await channel.close()
         await self._http.close()
 
     async def generate(self, endpoint: str, model: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -49,6 +58,20 @@ class TritonClient:
         if status != 200:
             raise BackendFailed(status, _error_message(payload))
         return orjson.loads(payload)
+
+    async def infer(self, endpoint: str, model: str, inputs: list[dict[str, Any]], timeout: float) -> dict[str, dict]:
+        """KServe v2 `infer` with JSON tensors; returns each output by name (`shape`, flat `data`)."""
+        url = f"{endpoint}/v2/models/{quote(model, safe='')}/infer"
+        try:
+            async with asyncio.timeout(timeout):
+                status, payload = await self._http.post(url, orjson.dumps({"inputs": inputs}))
+        except TimeoutError:
+            raise BackendTimeout(timeout) from None
+        except (ConnectError, ConnectionClosed) as exc:
+            raise BackendUnavailable(_describe(exc)) from exc
+        if status != 200:
+            raise BackendFailed(status, _error_message(payload))
+        return {output["name"]: output for output in orjson.loads(payload).get("outputs", [])}
 
     async def generate_stream(self, endpoint: str, model: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Each server-sent event of Triton's `generate_stream`, decoded. Leaving the loop early
@@ -72,12 +95,51 @@ class TritonClient:
         except (ConnectError, ConnectionClosed) as exc:
             raise BackendUnavailable(_describe(exc)) from exc
 
+    async def stream_grpc(self, address: str, model: str, body: dict[str, Any], datatypes: dict[str, str], *,
+                          batched: bool) -> AsyncIterator[dict[str, Any]]:
+        """Each response of a decoupled model, decoded like `generate_stream`'s events, up to the
+        final one. Leaving the loop early cancels the gRPC call, and with it the Triton request."""
+        try:
+            request = grpc_tensors.infer_request(model, body, datatypes, batched=batched)
+        except KeyError as exc:
+            raise BackendFailed(400, str(exc)) from None
+        call = self._stub(address).ModelStreamInfer(wait_for_ready=False)
+        try:
+            await call.write(request)
+            while True:
+                message = await call.read()
+                if message is grpc.aio.EOF:
+                    raise BackendUnavailable("Triton closed the stream before the final response")
+                if message.error_message:
+                    raise BackendFailed(400, message.error_message)
+                response = message.infer_response
+                if response.outputs:
+                    yield grpc_tensors.decode_outputs(response)
+                if grpc_tensors.is_final(response):
+                    return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise BackendUnavailable(exc.details() or exc.code().name) from None
+            raise BackendFailed(500, exc.details() or exc.code().name) from None
+        finally:
+            call.cancel()  # a no-op once the request is complete; otherwise Triton stops generating
+
     async def model_ready(self, endpoint: str, model: str, timeout: float = 2.0) -> bool:
         try:
             async with asyncio.timeout(timeout):
                 return await self._admin_client(endpoint).is_model_ready(model)
         except Exception:  # unreachable, slow, or a malformed answer: all mean "not ready"
             return False
+
+    def _stub(self, address: str) -> service_pb2_grpc.GRPCInferenceServiceStub:
+        entry = self._channels.get(address)
+        if entry is None:
+            channel = grpc.aio.insecure_channel(address, options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+            ])
+            entry = self._channels[address] = (channel, service_pb2_grpc.GRPCInferenceServiceStub(channel))
+        return entry[1]
 
     def _admin_client(self, endpoint: str) -> triton_http.InferenceServerClient:
         client = self._admin.get(endpoint)

@@ -33,6 +33,8 @@ class GenerateRequest(BaseModel):
     inputs: StrictStr = Field(min_length=1, max_length=200_000, description="The prompt text.")
     scenario: StrictStr = Field("base", description="base, qa, summarize or rewrite.")
     parameters: GenerateParameters = Field(default_factory=GenerateParameters)
+    stream: StrictBool = Field(False, description='true answers with SSE events {"token", "finished"}; '
+                               'the last one also carries generated_text, model and tokens.')
 
     @field_validator("inputs")
     @classmethod

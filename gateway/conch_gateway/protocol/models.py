@@ -12,6 +12,10 @@ class OpenAIModel(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "conch"
+    # Conch's additions (the OpenAI SDKs keep unknown fields)
+    name: str | None = None
+    status: str | None = None
+    supports: list[str] | None = None
 
 
 class UnifiedModel(BaseModel):

@@ -12,7 +12,7 @@ from typing import Iterable, Protocol
 
 from conch_api import Model, Phase, Runtime, TensorInterface
 
-from ..errors import model_not_found, model_not_ready
+from ..errors import model_not_found, model_not_ready, no_default_model, unsupported_task
 from ..prompts import PromptFormat
 
 HEALTHY = "healthy"
@@ -24,6 +24,7 @@ class ServedModel:
     id: str
     name: str  # the real model name, reported back in responses
     endpoint: str | None  # Triton base URL
+    grpc_address: str | None  # host:port of the same Triton's gRPC endpoint: streams use it when known
     triton_model: str | None
     interface: TensorInterface
     prompt: PromptFormat
@@ -32,6 +33,7 @@ class ServedModel:
     reason: str = ""
     namespace: str | None = None
     supports: tuple[str, ...] = ("completion", "instruct", "chat")
+    runtime: str = "external"  # tensorrt-llm, llama-cpp or external
 
     @property
     def healthy(self) -> bool:
@@ -47,6 +49,7 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
     interface = status.interface or (spec.external.interface if spec.external else TensorInterface.ENSEMBLE)
     endpoint = status.endpoint or (spec.external.url if spec.runtime == Runtime.EXTERNAL and spec.external else None)
     triton_model = status.tritonModel or (spec.external.tritonModel if spec.external else None)
+    grpc_address = status.grpcAddress or (spec.external.grpcAddress if spec.external else None)
     ready = status.ready and endpoint is not None and triton_model is not None
     if ready:
         health, reason = HEALTHY, ""
@@ -59,6 +62,7 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
         id=model_id or model.metadata.name,
         name=model.display_name,
         endpoint=endpoint.rstrip("/") if endpoint else None,
+        grpc_address=grpc_address,
         triton_model=triton_model,
         interface=TensorInterface(interface),
         prompt=PromptFormat.for_model(family, spec.chatTemplate),
@@ -66,6 +70,8 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
         health=health,
         reason=reason,
         namespace=model.metadata.namespace,
+        supports=("completion", "instruct", "chat") if TensorInterface(interface).generates_text else ("embeddings",),
+        runtime=spec.runtime.value,
     )
 
 
@@ -91,14 +97,30 @@ class ModelRegistry:
     def all(self) -> list[ServedModel]:
         return sorted(self._models.values(), key=lambda m: m.id)
 
-    def resolve(self, model_id: str, param: str = "model_id") -> ServedModel:
-        """The model to send a request to, or the error the client should get."""
+    def resolve(self, model_id: str, param: str = "model_id", *, embeddings: bool = False) -> ServedModel:
+        """The model to send a request to, or the error the client should get. `embeddings` says
+        whether the route wants an embedding model or a text-generation one."""
         model = self._models.get(model_id)
         if model is None:
             raise model_not_found(model_id, param=param)
+        if model.interface.generates_text == embeddings:
+            raise unsupported_task(model_id, "embeddings" if embeddings else "text generation",
+                                   ", ".join(model.supports), param=param)
         if not model.routable or model.endpoint is None or model.triton_model is None:
             raise model_not_ready(model_id, model.reason or model.health)
         return model
+
+
+    def resolve_default(self, model_id: str | None, configured: str | None, param: str = "model") -> ServedModel:
+        """For APIs without a model field (TGI, seed 001): the model asked for, else the configured
+        default, else the only text-generation model there is."""
+        chosen = model_id or configured
+        if chosen is None:
+            generators = [m.id for m in self._models.values() if m.interface.generates_text]
+            if len(generators) != 1:
+                raise no_default_model(generators, param=param)
+            chosen = generators[0]
+        return self.resolve(chosen, param=param)
 
 
 class ModelSource(Protocol):

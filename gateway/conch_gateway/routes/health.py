@@ -13,6 +13,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health, summary="Health from the routing table (503 when no model is healthy)")
+@router.get("/ping", response_model=Health, summary="Same as /health (TGI, SageMaker)")
+@router.get("/", response_model=Health, summary="Same as /health (TGI)")
 async def health(registry: Registry, metrics: AppMetrics):
     models = registry.all()
     healthy = sum(m.healthy for m in models)

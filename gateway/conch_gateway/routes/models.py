@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from ..dependencies import Registry
+from ..errors import model_not_found
 from ..protocol.models import ModelList, OpenAIModel, UnifiedModel
 
 router = APIRouter(tags=["models"])
@@ -12,7 +13,15 @@ router = APIRouter(tags=["models"])
 async def list_models(registry: Registry) -> ModelList:
     models = registry.all()
     return ModelList(
-        data=[OpenAIModel(id=m.id, created=0) for m in models],
+        data=[OpenAIModel(id=m.id, created=0, name=m.name, status=m.health, supports=list(m.supports)) for m in models],
         models=[UnifiedModel(id=m.id, name=m.name, status=m.health, supports=list(m.supports), endpoint=m.endpoint)
                 for m in models],
     )
+
+
+@router.get("/v1/models/{model_id:path}", response_model=OpenAIModel, summary="One model (OpenAI shape, plus its status)")
+async def get_model(registry: Registry, model_id: str = Path(description="A model id from GET /v1/models.")) -> OpenAIModel:
+    model = registry.get(model_id)
+    if model is None:
+        raise model_not_found(model_id, param="model", status=404)
+    return OpenAIModel(id=model.id, created=0, name=model.name, status=model.health, supports=list(model.supports))

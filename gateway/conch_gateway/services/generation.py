@@ -1,10 +1,13 @@
-"""Generation, independent of API dialect: resolve the model, call its backend within the time
-limit, and turn backend failures into the errors clients see."""
+"""Generation, independent of API dialect: call the model's backend within the time limit, and
+turn backend failures into the errors clients see. `complete` gives one answer; `stream` is the
+one streaming core under every streaming dialect (OpenAI, TGI, seed 000, seed 001)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 from .. import errors
 from ..backends.base import (
@@ -14,7 +17,7 @@ from ..backends.base import (
     GenerationRequest,
     GenerationResult,
 )
-from ..backends.codecs import CODECS
+from ..backends.codecs import CODECS, DATATYPES, Codec
 from ..backends.triton import TritonClient
 from ..observability import Metrics
 from ..registry.base import ServedModel
@@ -43,13 +46,7 @@ class GenerationService:
         timeout = self._time_limit.for_tokens(request.max_tokens)
         try:
             payload = await self._triton.generate(model.endpoint, model.triton_model, body, timeout)
-        except BackendUnavailable as exc:
-            self._metrics.backend_error(model.id, "DOWNSTREAM_REQUEST_FAILED")
-            raise errors.downstream_failed(model.id, str(exc)) from exc
-        except BackendTimeout as exc:
-            self._metrics.backend_error(model.id, "INFERENCE_TIMEOUT")
-            raise errors.inference_timeout(model.id, exc.seconds) from exc
-        except BackendFailed as exc:
+        except (BackendUnavailable, BackendTimeout, BackendFailed) as exc:
             raise self._failure(model, exc) from exc
         text, stopped = cut_at_stop(codec.text(payload), request.stop)
         output_tokens = codec.output_tokens(payload)
@@ -58,12 +55,120 @@ class GenerationService:
         self._metrics.tokens_generated(model.id, output_tokens)
         finish = "length" if output_tokens >= request.max_tokens and not stopped else "stop"
         return GenerationResult(text=text, output_tokens=output_tokens,
-                                input_tokens=codec.input_tokens(payload), finish_reason=finish)
+                                input_tokens=codec.input_tokens(payload), finish_reason=finish, stop_sequence=stopped)
 
-    def _failure(self, model: ServedModel, exc: BackendFailed) -> errors.ConchError:
-        error = classify_failure(model.id, exc)
+    async def stream(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator["StreamDelta"]:
+        """The generated text as it comes, in deltas; the last one carries `finish_reason`.
+
+        The first delta is awaited before this returns, so a request that fails before any text
+        (unreachable server, bad parameters) raises here and the route can still answer with a
+        proper HTTP error; later failures raise from the iterator. Closing the iterator early
+        (client gone) cancels the request in Triton when the model streams over gRPC."""
+        deltas = self._deltas(model, request)
+        try:
+            first = await anext(deltas)
+        except StopAsyncIteration:
+            raise errors.triton_server_error(model.id, "the stream ended without a response") from None
+        return _starting_with(first, deltas)
+
+    async def _deltas(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator["StreamDelta"]:
+        codec = CODECS[model.interface.value]
+        seconds = self._time_limit.for_tokens(request.max_tokens)
+        deadline = asyncio.get_running_loop().time() + seconds
+        stops = StopFilter(request.stop)
+        events = self._events(model, codec, request)
+        output_tokens, input_tokens = 0, None
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        payload = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise self._failure(model, BackendTimeout(seconds)) from None
+                except (BackendUnavailable, BackendFailed) as exc:
+                    raise self._failure(model, exc) from exc
+                tokens = codec.output_tokens(payload) or 0
+                output_tokens += tokens
+                if input_tokens is None:
+                    input_tokens = codec.input_tokens(payload)
+                text, stopped = stops.feed(codec.text(payload))
+                if stopped:
+                    self._metrics.tokens_generated(model.id, output_tokens)
+                    yield StreamDelta(text, tokens, output_tokens, input_tokens, "stop", stop_sequence=True)
+                    return  # closing `events` below cancels the rest in Triton
+                if text or tokens:
+                    yield StreamDelta(text, tokens, output_tokens, input_tokens)
+        finally:
+            await events.aclose()
+        self._metrics.tokens_generated(model.id, output_tokens)
+        finish = "length" if output_tokens >= request.max_tokens else "stop"
+        yield StreamDelta(stops.flush(), 0, output_tokens, input_tokens, finish)
+
+    def _events(self, model: ServedModel, codec: Codec, request: GenerationRequest):
+        body = codec.request_body(request, stream=True)
+        if model.grpc_address:
+            return self._triton.stream_grpc(model.grpc_address, model.triton_model, body, DATATYPES,
+                                            batched=codec.names.batched)
+        return self._triton.generate_stream(model.endpoint, model.triton_model, body)
+
+    def _failure(self, model: ServedModel, exc: BackendFailed | BackendUnavailable | BackendTimeout) -> errors.ConchError:
+        if isinstance(exc, BackendUnavailable):
+            error = errors.downstream_failed(model.id, str(exc))
+        elif isinstance(exc, BackendTimeout):
+            error = errors.inference_timeout(model.id, exc.seconds)
+        else:
+            error = classify_failure(model.id, exc)
         self._metrics.backend_error(model.id, error.code)
         return error
+
+
+@dataclass(slots=True)
+class StreamDelta:
+    text: str
+    tokens: int  # tokens generated for this delta
+    output_tokens: int  # tokens generated so far
+    input_tokens: int | None
+    finish_reason: str | None = None  # "stop" | "length", on the last delta only
+    stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings
+
+
+async def _starting_with(first: StreamDelta, rest: AsyncIterator[StreamDelta]) -> AsyncIterator[StreamDelta]:
+    try:
+        yield first
+        if first.finish_reason is None:
+            async for delta in rest:
+                yield delta
+    finally:
+        await rest.aclose()
+
+
+class StopFilter:
+    """Cuts a stream of text at the first stop string. Text that could be the start of a stop
+    string is held back until the next piece tells, so a stop string split across two tokens
+    never leaks to the client."""
+
+    def __init__(self, stop: tuple[str, ...]):
+        self._stop = tuple(s for s in stop if s)
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        if not self._stop:
+            return text, False
+        buffer = self._pending + text
+        cut, stopped = cut_at_stop(buffer, self._stop)
+        if stopped:
+            self._pending = ""
+            return cut, True
+        hold = max((n for s in self._stop for n in range(min(len(s) - 1, len(buffer)), 0, -1)
+                    if buffer.endswith(s[:n])), default=0)
+        self._pending = buffer[len(buffer) - hold:] if hold else ""
+        return buffer[:len(buffer) - hold], False
+
+    def flush(self) -> str:
+        pending, self._pending = self._pending, ""
+        return pending
 
 
 # Triton answers 400 for every error a model reports through the generate endpoint, whatever

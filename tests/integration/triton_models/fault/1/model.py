@@ -4,6 +4,8 @@ The prompt the gateway sends contains the user's text, so the text drives it:
   "FAIL: <message>"  -> the request fails with an INTERNAL error carrying <message>
   "FAIL_MIDSTREAM"   -> (stream) sends two chunks, then an error
   "SLEEP: <seconds>" -> waits, checking for cancellation, then answers
+  "TICK: <file>"     -> (stream) sends "tick " every 20 ms until cancelled (30 s at most), then
+                        writes "cancelled <ticks>" or "finished <ticks>" to <file>
 anything else        -> answers "ok"
 """
 
@@ -35,6 +37,7 @@ class TritonPythonModel:
             text = _text(request)
             failure = re.search(r"FAIL: ([^<\n]+)", text)
             sleep = re.search(r"SLEEP: ([0-9.]+)", text)
+            tick = re.search(r"TICK: (/[^<\s]+)", text)
             if failure:
                 error = pb_utils.TritonError(failure.group(1).strip(), pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=FINAL)
@@ -43,6 +46,16 @@ class TritonPythonModel:
                 sender.send(_response("two ", 1))
                 error = pb_utils.TritonError("failed in the middle of the stream", pb_utils.TritonError.INTERNAL)
                 sender.send(pb_utils.InferenceResponse(output_tensors=[], error=error), flags=FINAL)
+            elif tick:
+                ticks, deadline = 0, time.monotonic() + 30
+                while not sender.is_cancelled() and time.monotonic() < deadline:
+                    sender.send(_response("tick ", 1))
+                    ticks += 1
+                    time.sleep(0.02)
+                outcome = "cancelled" if sender.is_cancelled() else "finished"
+                sender.send(flags=FINAL)
+                with open(tick.group(1), "w") as f:
+                    f.write(f"{outcome} {ticks}")
             elif sleep:
                 deadline = time.monotonic() + float(sleep.group(1))
                 while time.monotonic() < deadline and not sender.is_cancelled():

@@ -1,0 +1,90 @@
+"""Seed 001's custom API under `/api/v1`: generate, its token stream, batches, and the model list."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+from .generate import MAX_NEW_TOKENS
+
+StopString = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Number = Annotated[float, Field(strict=False, allow_inf_nan=False)]
+MAX_BATCH = 64
+
+
+class CustomGenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: StrictStr = Field(min_length=1, max_length=200_000, description="The user's message.")
+    model: StrictStr | None = Field(None, min_length=1, max_length=253,
+                                    description="A model id; the gateway's default model if omitted.")
+    max_tokens: StrictInt = Field(512, ge=1, le=MAX_NEW_TOKENS)
+    temperature: Number = Field(0.7, ge=0.0, le=2.0, description="0 means greedy decoding.")
+    top_p: Number = Field(0.9, gt=0.0, le=1.0)
+    top_k: StrictInt | None = Field(None, ge=1, le=1000)
+    stop: list[StopString] = Field(default_factory=list, max_length=16)
+    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
+    stream: StrictBool = Field(False, description="true answers like /api/v1/generate/stream.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must contain text")
+        return value
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CustomGenerateResponse(BaseModel):
+    text: str
+    usage: Usage
+    latency: float = Field(description="Seconds the gateway spent on the request.")
+    model: str
+    finish_reason: str
+
+
+class ItemError(BaseModel):
+    code: str
+    message: str
+    details: object = None
+
+
+class BatchItem(BaseModel):
+    """One result of a batch: the answer, or the error of that request alone."""
+
+    text: str | None = None
+    usage: Usage | None = None
+    latency: float | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    error: ItemError | None = None
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Items are validated one by one in the service, so one bad item fails alone.
+    requests: list[dict] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+
+
+class CustomModel(BaseModel):
+    name: str
+    format: str | None
+    size: str | None = None
+    loaded: bool
+    memory_usage: str | None = None
+    status: str
+
+
+class CustomModelList(BaseModel):
+    models: list[CustomModel]

@@ -1,0 +1,112 @@
+"""Seed 001's custom API on the generation service. Prompts are the user's message, rendered
+with the model's chat template."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+import orjson
+from pydantic import ValidationError
+
+from .. import errors
+from ..backends.base import GenerationRequest, GenerationResult
+from ..protocol.custom import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    CustomGenerateRequest,
+    CustomGenerateResponse,
+    CustomModel,
+    CustomModelList,
+    ItemError,
+    Usage,
+)
+from ..registry.base import ModelRegistry, ServedModel
+from ..sse import relay
+from .generation import GenerationService, StreamDelta
+
+_FORMATS = {"llama-cpp": "gguf", "tensorrt-llm": "tensorrt-llm"}
+
+
+def generation_request(request: CustomGenerateRequest, model: ServedModel) -> GenerationRequest:
+    greedy = request.temperature == 0
+    return GenerationRequest(
+        prompt=model.prompt.render([{"role": "user", "content": request.prompt}]),
+        max_tokens=request.max_tokens,
+        temperature=None if greedy else request.temperature,
+        top_p=None if greedy else request.top_p,
+        top_k=None if greedy else request.top_k,
+        greedy=greedy,
+        seed=request.seed,
+        stop=tuple(request.stop),
+        stop_tokens=model.prompt.stop_tokens,
+    )
+
+
+def usage(input_tokens: int | None, output_tokens: int) -> Usage:
+    prompt = input_tokens or 0
+    return Usage(prompt_tokens=prompt, completion_tokens=output_tokens, total_tokens=prompt + output_tokens)
+
+
+class CustomService:
+    def __init__(self, registry: ModelRegistry, generation: GenerationService, default_model: str | None):
+        self._registry = registry
+        self._generation = generation
+        self._default_model = default_model
+
+    def _prepare(self, request: CustomGenerateRequest) -> tuple[ServedModel, GenerationRequest]:
+        model = self._registry.resolve_default(request.model, self._default_model)
+        return model, generation_request(request, model)
+
+    async def generate(self, request: CustomGenerateRequest) -> CustomGenerateResponse:
+        started = time.perf_counter()
+        model, generation = self._prepare(request)
+        result: GenerationResult = await self._generation.complete(model, generation)
+        return CustomGenerateResponse(text=result.text, usage=usage(result.input_tokens, result.output_tokens),
+                                      latency=round(time.perf_counter() - started, 4), model=model.id,
+                                      finish_reason=result.finish_reason)
+
+    async def stream(self, request: CustomGenerateRequest) -> AsyncIterator[str]:
+        model, generation = self._prepare(request)
+        deltas = await self._generation.stream(model, generation)
+        return relay(deltas, _token_events, _error_event)
+
+    async def batch(self, request: BatchRequest) -> BatchResponse:
+        """Every item runs concurrently; an item that fails gets its own error, in its place."""
+        results = await asyncio.gather(*(self._batch_item(item) for item in request.requests))
+        return BatchResponse(results=list(results))
+
+    async def _batch_item(self, item: dict) -> BatchItem:
+        try:
+            parsed = CustomGenerateRequest.model_validate(item)
+            if parsed.stream:
+                raise errors.invalid_request("batch items cannot stream", param="stream")
+            answer = await self.generate(parsed)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            return BatchItem(error=ItemError(code="INVALID_REQUEST", message=f"{where}: {first['msg']}" if where
+                                             else first["msg"]))
+        except errors.ConchError as exc:
+            return BatchItem(error=ItemError(code=exc.code, message=exc.message, details=exc.details))
+        return BatchItem(**answer.model_dump())
+
+    def models(self) -> CustomModelList:
+        return CustomModelList(models=[
+            CustomModel(name=m.id, format=_FORMATS.get(m.runtime, "triton"), loaded=m.healthy, status=m.health)
+            for m in self._registry.all()
+        ])
+
+
+def _token_events(delta: StreamDelta) -> list[str]:
+    if delta.finish_reason is None:
+        return [orjson.dumps({"token": delta.text, "finished": False}).decode()] if delta.text else []
+    return [orjson.dumps({"token": delta.text, "finished": True, "finish_reason": delta.finish_reason,
+                          "usage": usage(delta.input_tokens, delta.output_tokens).model_dump()}).decode()]
+
+
+def _error_event(exc: errors.ConchError) -> str:
+    return orjson.dumps({"error": {"code": exc.code, "message": exc.message, "details": exc.details},
+                         "finished": True}).decode()
