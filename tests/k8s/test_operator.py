@@ -59,6 +59,7 @@ def test_owned_objects_are_rendered(kubectl, operator, namespace):
 
     status = model["status"]
     assert status["endpoint"] == f"http://smollm2-triton.{namespace}.svc:8000"
+    assert status["grpcAddress"] == f"smollm2-triton.{namespace}.svc:8001"  # where the gateway streams from
     assert status["tritonModel"] == "smollm2" and status["interface"] == "ensemble"
     assert status["observedGeneration"] == model["metadata"]["generation"]
     assert {c["type"]: c["status"] for c in status["conditions"]} == {

@@ -62,6 +62,9 @@ def test_external_owns_nothing():
     external = model(runtime="external", external={"url": "http://t:8000", "tritonModel": "e"})
     assert render.desired_objects(external, SETTINGS) == []
     assert render.endpoint(external) == "http://t:8000"
+    assert render.grpc_address(external) is None  # streams fall back to HTTP generate_stream
+    with_grpc = model(runtime="external", external={"url": "http://t:8000", "tritonModel": "e", "grpcAddress": "t:8001"})
+    assert render.grpc_address(with_grpc) == "t:8001"
 
 
 def deployment_status(ready=1, replicas=1, available=True):

@@ -47,7 +47,14 @@ class TritonClient:
 
     async def generate(self, endpoint: str, model: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         """One request, one response (Triton's `generate`)."""
-        url = f"{endpoint}/v2/models/{quote(model, safe='')}/generate"
+        return await self._post(f"{endpoint}/v2/models/{quote(model, safe='')}/generate", body, timeout)
+
+    async def infer(self, endpoint: str, model: str, inputs: list[dict[str, Any]], timeout: float) -> dict[str, dict]:
+        """KServe v2 `infer` with JSON tensors; returns each output by name (`shape`, flat `data`)."""
+        answer = await self._post(f"{endpoint}/v2/models/{quote(model, safe='')}/infer", {"inputs": inputs}, timeout)
+        return {output["name"]: output for output in answer.get("outputs", [])}
+
+    async def _post(self, url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         try:
             async with asyncio.timeout(timeout):
                 status, payload = await self._http.post(url, orjson.dumps(body))
@@ -58,20 +65,6 @@ class TritonClient:
         if status != 200:
             raise BackendFailed(status, _error_message(payload))
         return orjson.loads(payload)
-
-    async def infer(self, endpoint: str, model: str, inputs: list[dict[str, Any]], timeout: float) -> dict[str, dict]:
-        """KServe v2 `infer` with JSON tensors; returns each output by name (`shape`, flat `data`)."""
-        url = f"{endpoint}/v2/models/{quote(model, safe='')}/infer"
-        try:
-            async with asyncio.timeout(timeout):
-                status, payload = await self._http.post(url, orjson.dumps({"inputs": inputs}))
-        except TimeoutError:
-            raise BackendTimeout(timeout) from None
-        except (ConnectError, ConnectionClosed) as exc:
-            raise BackendUnavailable(_describe(exc)) from exc
-        if status != 200:
-            raise BackendFailed(status, _error_message(payload))
-        return {output["name"]: output for output in orjson.loads(payload).get("outputs", [])}
 
     async def generate_stream(self, endpoint: str, model: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Each server-sent event of Triton's `generate_stream`, decoded. Leaving the loop early

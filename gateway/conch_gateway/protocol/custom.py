@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from .types import MAX_NEW_TOKENS, ModelId, Number, PromptText, StopString
 
-from .generate import MAX_NEW_TOKENS
-
-StopString = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-Number = Annotated[float, Field(strict=False, allow_inf_nan=False)]
 MAX_BATCH = 64
 
 
 class CustomGenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompt: StrictStr = Field(min_length=1, max_length=200_000, description="The user's message.")
-    model: StrictStr | None = Field(None, min_length=1, max_length=253,
-                                    description="A model id; the gateway's default model if omitted.")
+    prompt: PromptText = Field(description="The user's message.")
+    model: ModelId | None = Field(None, description="A model id; the gateway's default model if omitted.")
     max_tokens: StrictInt = Field(512, ge=1, le=MAX_NEW_TOKENS)
     temperature: Number = Field(0.7, ge=0.0, le=2.0, description="0 means greedy decoding.")
     top_p: Number = Field(0.9, gt=0.0, le=1.0)
@@ -26,13 +21,6 @@ class CustomGenerateRequest(BaseModel):
     stop: list[StopString] = Field(default_factory=list, max_length=16)
     seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
     stream: StrictBool = Field(False, description="true answers like /api/v1/generate/stream.")
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must contain text")
-        return value
 
 
 class Usage(BaseModel):

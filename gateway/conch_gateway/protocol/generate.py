@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-MAX_NEW_TOKENS = 4096
+from .types import MAX_NEW_TOKENS, ModelId, PromptText, StopString
 
-StopString = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Probability = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
@@ -29,19 +28,12 @@ class GenerateParameters(BaseModel):
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_id: StrictStr = Field(min_length=1, max_length=253, description="A model id from GET /v1/models.")
-    inputs: StrictStr = Field(min_length=1, max_length=200_000, description="The prompt text.")
+    model_id: ModelId = Field(description="A model id from GET /v1/models.")
+    inputs: PromptText = Field(description="The prompt text.")
     scenario: StrictStr = Field("base", description="base, qa, summarize or rewrite.")
     parameters: GenerateParameters = Field(default_factory=GenerateParameters)
     stream: StrictBool = Field(False, description='true answers with SSE events {"token", "finished"}; '
                                'the last one also carries generated_text, model and tokens.')
-
-    @field_validator("inputs")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("inputs must contain text")
-        return value
 
 
 class GenerateResponse(BaseModel):

@@ -4,15 +4,13 @@ service (`services/openai.py`) rather than silently ignored."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from .generate import MAX_NEW_TOKENS
+from .types import MAX_NEW_TOKENS, ModelId, Number, StopString
 
 MAX_CHOICES = 8
-StopString = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-Number = Annotated[float, Field(strict=False, allow_inf_nan=False)]
 
 
 class _Request(BaseModel):
@@ -45,7 +43,7 @@ class StreamOptions(_Request):
 
 
 class _Sampling(_Request):
-    model: StrictStr = Field(min_length=1, max_length=253)
+    model: ModelId
     max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_NEW_TOKENS)
     temperature: Number | None = Field(None, ge=0.0, le=2.0)
     top_p: Number | None = Field(None, gt=0.0, le=1.0)
@@ -102,7 +100,7 @@ class CompletionRequest(_Sampling):
 
 
 class EmbeddingRequest(_Request):
-    model: StrictStr = Field(min_length=1, max_length=253)
+    model: ModelId
     input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: StrictInt | None = Field(None, ge=1)

@@ -4,14 +4,11 @@ one named by Conch's optional top-level `model` field."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
-from .generate import MAX_NEW_TOKENS
-
-StopString = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-Number = Annotated[float, Field(strict=False, allow_inf_nan=False)]
+from .types import MAX_NEW_TOKENS, ModelId, Number, PromptText, StopString
 
 
 class TGIParameters(BaseModel):
@@ -42,18 +39,10 @@ class TGIParameters(BaseModel):
 class TGIRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    inputs: StrictStr = Field(min_length=1, max_length=200_000)
+    inputs: PromptText
     parameters: TGIParameters = Field(default_factory=TGIParameters)
     stream: StrictBool = False  # read by `/` and `/invocations` only
-    model: StrictStr | None = Field(None, min_length=1, max_length=253,
-                                    description="Conch extension: the model to use instead of the default.")
-
-    @field_validator("inputs")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("inputs must contain text")
-        return value
+    model: ModelId | None = Field(None, description="Conch extension: the model to use instead of the default.")
 
 
 class TGIDetails(BaseModel):
