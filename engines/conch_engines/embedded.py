@@ -1,5 +1,6 @@
-"""The embedded default: a local Triton serving the bundled 4-bit SmolLM2 on CPU, plus the
-gateway in front of it — no cluster. This is what `make up` runs, in the foreground.
+"""The embedded default: a local Triton serving the bundled 4-bit SmolLM2 and the bundled
+all-MiniLM-L6-v2 embedding model on CPU, plus the gateway in front of it — no cluster. This is
+what `make up` runs, in the foreground.
 
 Triton and the gateway are child processes that die with this one (PR_SET_PDEATHSIG), and
 Ctrl-C / SIGTERM stops both, so no orphan is ever left behind.
@@ -42,8 +43,9 @@ class EmbeddedConfig:
         )
 
 
-def bundled_model_resource(model: bundled.BundledModel, triton_url: str) -> dict:
-    """The bundled model as a `Model` resource, as the operator would publish it once Ready."""
+def bundled_model_resource(model: bundled.BundledModel, triton_url: str, grpc_address: str | None = None) -> dict:
+    """The bundled model as a `Model` resource, as the operator would publish it once Ready
+    (with Triton's gRPC address, which the gateway streams over)."""
     template = bundled.gguf_metadata(model.gguf_path).get("tokenizer.chat_template")
     return {
         "apiVersion": API_VERSION,
@@ -60,23 +62,49 @@ def bundled_model_resource(model: bundled.BundledModel, triton_url: str) -> dict
             "phase": "Ready",
             "conditions": [{"type": "Ready", "status": "True", "reason": "Embedded", "message": "local Triton"}],
             "endpoint": triton_url,
+            **({"grpcAddress": grpc_address} if grpc_address else {}),
             "tritonModel": model.id,
             "interface": "ensemble",
         },
     }
 
 
-def prepare(config: EmbeddedConfig) -> tuple[Path, Path, bundled.BundledModel]:
-    """Writes the Triton model repository and the gateway's model file; returns their paths."""
-    model = bundled.smollm2()
-    repo = repository.write_repository(
-        config.state_dir / "repository",
-        repository.llama_cpp_files(model.id, str(model.gguf_path), n_ctx=config.n_ctx),
-    )
+def embedding_model_resource(model: bundled.BundledEmbeddingModel, triton_url: str) -> dict:
+    """The bundled embedding model as a `Model` resource: runtime `external` (the operator has no
+    embedding runtime; here it is the local Triton), published Ready like the bundled LLM."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Model",
+        "metadata": {"name": model.id},
+        "spec": {
+            "displayName": model.display_name,
+            "runtime": "external",
+            "external": {"url": triton_url, "tritonModel": model.id, "interface": "embedding"},
+        },
+        "status": {
+            "phase": "Ready",
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Embedded", "message": "local Triton"}],
+            "endpoint": triton_url,
+            "tritonModel": model.id,
+            "interface": "embedding",
+        },
+    }
+
+
+def prepare(config: EmbeddedConfig) -> tuple[Path, Path, bundled.BundledModel, bundled.BundledEmbeddingModel]:
+    """Writes the Triton model repository and the gateway's model file (a YAML stream, one
+    `Model` per document); returns their paths and the two models."""
+    model, embedder = bundled.smollm2(), bundled.minilm()
+    repo = repository.write_repository(config.state_dir / "repository", {
+        **repository.llama_cpp_files(model.id, str(model.gguf_path), n_ctx=config.n_ctx),
+        **repository.embedding_files(embedder.id, str(embedder.model_dir)),
+    })
     models_file = config.state_dir / "models.yaml"
     triton_url = f"http://127.0.0.1:{config.triton_http_port}"
-    models_file.write_text(yaml.safe_dump(bundled_model_resource(model, triton_url), sort_keys=False))
-    return repo, models_file, model
+    grpc_address = f"127.0.0.1:{TritonPorts.from_http(config.triton_http_port).grpc}"
+    resources = [bundled_model_resource(model, triton_url, grpc_address), embedding_model_resource(embedder, triton_url)]
+    models_file.write_text(yaml.safe_dump_all(resources, sort_keys=False))
+    return repo, models_file, model, embedder
 
 
 def start_gateway(config: EmbeddedConfig, models_file: Path) -> subprocess.Popen:
@@ -105,9 +133,9 @@ def run(config: EmbeddedConfig) -> int:
     if not port_is_free(config.gateway_port):
         say(f"port {config.gateway_port} is already in use; set PORT to another port")
         return 2
-    repo, models_file, model = prepare(config)
+    repo, models_file, model, embedder = prepare(config)
     triton = TritonServer(repo, config.state_dir / "triton", TritonPorts.from_http(config.triton_http_port))
-    say(f"starting Triton Inference Server with {model.display_name} (log: {triton.log_path})")
+    say(f"starting Triton Inference Server with {model.display_name} and {embedder.display_name} (log: {triton.log_path})")
     try:
         triton.start()
     except TritonStartError as exc:
@@ -128,6 +156,7 @@ def run(config: EmbeddedConfig) -> int:
         ports = triton.ports
         say(f"Triton:  http://127.0.0.1:{ports.http}  (gRPC 127.0.0.1:{ports.grpc}, metrics http://127.0.0.1:{ports.metrics}/metrics)")
         say(f"Gateway: http://127.0.0.1:{config.gateway_port}  (model id: {model.id}; API docs at /docs)")
+        say(f"Embeddings: model id {embedder.id} ({embedder.display_name}, {embedder.dimensions} dimensions)")
         say("Ctrl-C stops both.")
         while not stopping:
             if gateway.poll() is not None:

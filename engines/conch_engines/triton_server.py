@@ -8,6 +8,11 @@ Three things make the wheel's binary work outside PyTriton:
 - the stub embeds libpython and finds the virtualenv through PATH (its program name is
   `python3`), so the venv's `bin/` goes first on PATH and this interpreter's libpython first on
   LD_LIBRARY_PATH — otherwise models fail to import their packages (ModuleNotFoundError).
+
+And one thing makes numpy models (the sentence-embedding runtime) fast: the OpenBLAS inside
+numpy<2's wheel (0.3.23) takes CPU models it does not know, such as Emerald Rapids Xeons, for a
+Prescott and runs matrix products ~5x slower (OpenMathLib/OpenBLAS#4267, fixed after 0.3.24), so
+Triton gets OPENBLAS_CORETYPE chosen from the CPU's features unless it is already set.
 """
 
 from __future__ import annotations
@@ -130,6 +135,8 @@ class TritonServer:
         env["LD_LIBRARY_PATH"] = ":".join(p for p in libdirs if p)
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env.pop("PYTHONHOME", None)
+        if "OPENBLAS_CORETYPE" not in env and (core := openblas_coretype(cpu_flags())):
+            env["OPENBLAS_CORETYPE"] = core
         return env
 
     def start(self, timeout: float = 180.0) -> "TritonServer":
@@ -219,6 +226,24 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def openblas_coretype(flags: set[str]) -> str | None:
+    """The OpenBLAS kernel set these x86 CPU features run (SkylakeX needs AVX-512 F/CD/BW/DQ/VL,
+    Haswell AVX2 and FMA), or None to leave OpenBLAS's own detection alone."""
+    if {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "SKYLAKEX"
+    if {"avx2", "fma"} <= flags:
+        return "HASWELL"
+    return None
 
 
 def _http_ok(url: str) -> bool:

@@ -28,6 +28,12 @@ def readme_curl(port: int) -> list[str]:
     return [arg.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for arg in shlex.split(command)]
 
 
+def readme_openai_example(port: int) -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(from openai import OpenAI.*?)```", readme, re.S).group(1)
+    return code.replace("127.0.0.1:8000", f"127.0.0.1:{port}") + "\nassert len(vectors.data[0].embedding) == 384\n"
+
+
 def test_up_serves_and_stops_cleanly(tmp_path):
     port, triton_port = free_port(), free_port_block()
     env = dict(os.environ, PORT=str(port), TRITON_HTTP_PORT=str(triton_port), CONCH_STATE_DIR=str(tmp_path))
@@ -46,6 +52,11 @@ def test_up_serves_and_stops_cleanly(tmp_path):
         answer = subprocess.run(readme_curl(port), capture_output=True, text=True, timeout=60, check=True)
         answer = json.loads(answer.stdout)
         assert "Paris" in answer["generated_text"] and answer["model"] == "SmolLM2-135M-Instruct-Q4_1"
+
+        # The README's OpenAI example (streaming chat over gRPC, embeddings), as written apart from the port.
+        example = subprocess.run([sys.executable, "-c", readme_openai_example(port)], capture_output=True, text=True,
+                                 timeout=120)
+        assert example.returncode == 0 and example.stdout.strip(), example.stderr
 
         children = psutil.Process(process.pid).children(recursive=True)
         assert any("tritonserver" in c.name() for c in children)

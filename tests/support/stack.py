@@ -24,6 +24,7 @@ def write_test_repository(root: Path) -> Path:
     repository.write_repository(root, {
         **repository.llama_cpp_files("smollm2", str(model.gguf_path), n_ctx=N_CTX),
         **repository.echo_files("echo"),
+        **repository.embedding_files("all-minilm-l6-v2", str(bundled.minilm().model_dir)),  # the bundled embedding model
         "fault/config.pbtxt": repository.render_config(repository.echo_config("fault")),
     })
     (root / "fault" / "1").mkdir(parents=True, exist_ok=True)
@@ -35,12 +36,17 @@ def bundled_template() -> str:
     return bundled.gguf_metadata(bundled.smollm2().gguf_path)["tokenizer.chat_template"]
 
 
-def repository_models(triton_url: str) -> list[Model]:
+def repository_models(triton_url: str, grpc_address: str | None = None) -> list[Model]:
+    """The test repository's models; with `grpc_address` they stream over gRPC, as the operator
+    publishes them, otherwise over HTTP `generate_stream`."""
+    grpc = {"grpc_address": grpc_address}
     return [
         Model.model_validate(model_resource("smollm2", triton_url, "smollm2", display_name="SmolLM2-135M-Instruct-Q4_1",
-                                            chatTemplate=bundled_template())),
-        Model.model_validate(model_resource("echo", triton_url, "echo")),
-        Model.model_validate(model_resource("fault", triton_url, "fault")),
+                                            chatTemplate=bundled_template(), **grpc)),
+        Model.model_validate(model_resource("echo", triton_url, "echo", **grpc)),
+        Model.model_validate(model_resource("fault", triton_url, "fault", **grpc)),
+        Model.model_validate(model_resource("all-minilm-l6-v2", triton_url, "all-minilm-l6-v2", interface="embedding",
+                                            display_name="all-MiniLM-L6-v2", promptFamily=None)),
     ]
 
 
