@@ -251,7 +251,8 @@ def _download_container(model: Model, settings: OperatorSettings) -> dict[str, A
     if not (source and source.huggingFace):
         return None
     hf = source.huggingFace
-    command = ["huggingface-cli", "download", hf.repoId, "--revision", hf.revision, "--local-dir", SOURCE_DIR]
+    # `hf` is huggingface_hub's CLI since 1.0 (which dropped `huggingface-cli`).
+    command = ["hf", "download", hf.repoId, "--revision", hf.revision, "--local-dir", SOURCE_DIR]
     if hf.filename:
         command.insert(3, hf.filename)
     env = [{"name": "HOME", "value": "/tmp"}]

@@ -54,7 +54,7 @@ def test_sources_mount_where_the_config_points():
     hf = by_kind(render.desired_objects(model(source={"huggingFace": {
         "repoId": "org/repo", "filename": "x.gguf", "tokenSecretRef": {"name": "hf", "key": "t"}}}), SETTINGS))
     init = hf["Deployment"]["spec"]["template"]["spec"]["initContainers"][0]
-    assert init["command"][:4] == ["huggingface-cli", "download", "org/repo", "x.gguf"]
+    assert init["command"][:4] == ["hf", "download", "org/repo", "x.gguf"]
     assert init["env"][1]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "t"}
 
 
