@@ -1,10 +1,11 @@
 """Combines several benchmark runs into one table each, to show how much runs differ.
 
     .venv/bin/python bench/report.py bench/results/overhead-A.json bench/results/overhead-B.json …
-    .venv/bin/python bench/report.py            # every overhead-*/generation-* result in bench/results
+    .venv/bin/python bench/report.py            # every overhead-*/generation-*/streaming-* result in bench/results
 
 Overhead: per target, the median over every round of every run, and the range (min–max) of
-the per-run medians. Generation: tokens/s and ratio per run, and their range.
+the per-run medians. Generation: tokens/s and ratio per run, and their range. Streaming: TTFT,
+added TTFT, gap and tokens/s ratio per run (median of the runs, and their range).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS_DIR, markdown_table  # noqa: E402
 
 
-def load(paths: list[Path]) -> tuple[list[dict], list[dict]]:
-    overhead, generation = [], []
+def load(paths: list[Path]) -> tuple[list[dict], list[dict], list[dict]]:
+    overhead, generation, streaming = [], [], []
     for path in paths:
         data = json.loads(path.read_text())
         data["_path"] = path.name
@@ -28,7 +29,9 @@ def load(paths: list[Path]) -> tuple[list[dict], list[dict]]:
             overhead.append(data)
         elif data.get("benchmark") == "generation":
             generation.append(data)
-    return overhead, generation
+        elif data.get("benchmark") == "streaming":
+            streaming.append(data)
+    return overhead, generation, streaming
 
 
 def _rng(values, digits, signed=False):
@@ -84,10 +87,32 @@ def generation_table(runs: list[dict]) -> str:
                                   "same text as llama-server", "other load, cores (max)"], rows)
 
 
+def streaming_table(runs: list[dict], model: str) -> str:
+    runs = [r for r in runs if r["summary"].get(model)]
+    rows = []
+    for name in runs[0]["summary"][model]:
+        per_run = [r["summary"][model][name] for r in runs if name in r["summary"][model]]
+
+        def cell(get, digits, signed=False):
+            values = [v for v in map(get, per_run) if v is not None]
+            if not values:
+                return "—"
+            return f"{statistics.median(values):{'+' if signed else ''}.{digits}f} ({_rng(values, digits, signed)})"
+
+        rows.append([name, cell(lambda s: s["ttft_ms"]["p50"], 2), cell(lambda s: s["ttft_ms"]["p99"], 2),
+                     cell(lambda s: s.get("added_ttft_ms_p50"), 2, True),
+                     cell(lambda s: s["gap_ms"]["p50"] if s["gap_ms"] else None, 2),
+                     cell(lambda s: s["gap_ms"]["p99"] if s["gap_ms"] else None, 2),
+                     cell(lambda s: s["tokens_per_s"], 1), cell(lambda s: s.get("tokens_per_s_vs_llama_server"), 3)])
+    head = f"{len(runs)} run(s), model {model}; value = median of the runs (range of the runs)\n\n"
+    return head + markdown_table(["target", "TTFT p50 ms", "TTFT p99 ms", "added TTFT p50 ms", "gap p50 ms",
+                                  "gap p99 ms", "tokens/s", "× llama-server"], rows)
+
+
 def main(argv: list[str]) -> int:
     paths = [Path(a) for a in argv] or sorted(
         p for p in RESULTS_DIR.glob("*.json") if not p.name.endswith("-latest.json"))
-    overhead, generation = load(paths)
+    overhead, generation, streaming = load(paths)
     if overhead:
         print("## Gateway overhead\n")
         print("runs: " + ", ".join(r["_path"] for r in overhead) + "\n")
@@ -96,6 +121,12 @@ def main(argv: list[str]) -> int:
         print("## Generation throughput\n")
         print("runs: " + ", ".join(r["_path"] for r in generation) + "\n")
         print(generation_table(generation) + "\n")
+    if streaming:
+        print("## Streaming\n")
+        print("runs: " + ", ".join(r["_path"] for r in streaming) + "\n")
+        for model in ("smollm2", "echo"):
+            if any(r["summary"].get(model) for r in streaming):
+                print(streaming_table(streaming, model) + "\n")
     return 0
 
 
