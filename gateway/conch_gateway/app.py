@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
     app.state.registry = registry
     app.state.metrics = app_metrics
     time_limit = TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s)
-    app.state.generation = GenerationService(triton, time_limit, app_metrics)
+    app.state.generation = GenerationService(triton, time_limit, app_metrics,
+                                             stream_over_grpc=settings.stream_transport == "grpc")
     app.state.openai = OpenAIService(registry, app.state.generation, EmbeddingService(triton, time_limit))
     app.state.tgi = TGIService(registry, app.state.generation, settings.default_model)
     app.state.custom = CustomService(registry, app.state.generation, settings.default_model)

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     watch_namespace: str | None = Field(None, description="Namespace of Models to serve (kubernetes source); all if unset.")
     default_model: str | None = Field(None, description="Model of the APIs without a model field (TGI, seed 001); "
                                       "unset means the only text-generation model, if there is one.")
+    stream_transport: Literal["http", "grpc"] = Field(
+        "http", description="How streams reach Triton: http (generate_stream; cheaper, and Triton 2.51 was measured to "
+        "cancel it on disconnect) or grpc (ModelStreamInfer, for Models that publish grpcAddress; the cancellation "
+        "Triton documents).")
     inference_timeout_s: float = Field(60.0, gt=0, description="Time limit of one inference.")
     inference_timeout_per_token_s: float = Field(0.5, ge=0, description="Time limit grows with max tokens asked.")
     health_probe_interval_s: float = Field(2.0, gt=0, description="How often the local source probes Triton.")

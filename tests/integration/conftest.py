@@ -23,3 +23,19 @@ def gateway(triton) -> Iterator[GatewayServer]:
 def client(gateway) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=120) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def grpc_gateway(triton) -> Iterator[GatewayServer]:
+    """The same gateway, streaming from Triton over gRPC instead of HTTP."""
+    models = repository_models(triton.url, f"127.0.0.1:{triton.ports.grpc}")
+    with make_gateway(models, default_model="smollm2", stream_transport="grpc") as server:
+        yield server
+
+
+@pytest.fixture(params=["http", "grpc"])
+def stream_client(request) -> Iterator[httpx.Client]:
+    """A client of the gateway for each stream transport to Triton."""
+    server = request.getfixturevalue("gateway" if request.param == "http" else "grpc_gateway")
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        yield c

@@ -1,6 +1,6 @@
 """The streaming core against the real Triton: every dialect flushes tokens as they come, ends
 with its own error event when generation fails midway, and a client that goes away cancels the
-request inside Triton."""
+request inside Triton — over both stream transports to Triton (HTTP generate_stream, gRPC)."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def post_stream(client: httpx.Client, path: str, body: dict) -> tuple[int, list[
 
 # What each dialect's stream looks like -----------------------------------------------------------
 
-def test_unified_generate_streams_tokens_then_the_whole_answer(client):
-    status, events = post_stream(client, "/v1/generate", {
+def test_unified_generate_streams_tokens_then_the_whole_answer(stream_client):
+    status, events = post_stream(stream_client, "/v1/generate", {
         "model_id": "smollm2", "inputs": "Name three colours.", "stream": True,
         "parameters": {"max_new_tokens": 12, "do_sample": False}})
     assert status == 200
@@ -42,7 +42,7 @@ def test_unified_generate_streams_tokens_then_the_whole_answer(client):
     assert last["generated_text"] == "".join(e["token"] for e in parsed)
     assert last["model"] == "SmolLM2-135M-Instruct-Q4_1" and 1 <= last["tokens"] <= 12
     # Same greedy request without streaming: same text, same count.
-    plain = client.post("/v1/generate", json={"model_id": "smollm2", "inputs": "Name three colours.",
+    plain = stream_client.post("/v1/generate", json={"model_id": "smollm2", "inputs": "Name three colours.",
                                               "parameters": {"max_new_tokens": 12, "do_sample": False}}).json()
     assert plain["generated_text"] == last["generated_text"] and plain["tokens"] == last["tokens"]
 
@@ -82,8 +82,8 @@ def test_stop_string_split_across_tokens_never_leaks(client):
     ("/api/v1/generate/stream", {"model": "fault", "prompt": "FAIL: boom"}),
     ("/generate_stream", {"model": "fault", "inputs": "FAIL: boom"}),
 ])
-def test_failure_before_the_first_token_is_a_plain_http_error(client, path, body):
-    status, (text,) = post_stream(client, path, body)
+def test_failure_before_the_first_token_is_a_plain_http_error(stream_client, path, body):
+    status, (text,) = post_stream(stream_client, path, body)
     assert status == 500
     error = json.loads(text)
     assert error["error"]["code"] == "TRITON_SERVER_ERROR" and "boom" in error["error"]["message"]
@@ -97,8 +97,8 @@ def test_failure_before_the_first_token_is_a_plain_http_error(client, path, body
     ("/api/v1/generate/stream", {"model": "fault", "prompt": "FAIL_MIDSTREAM"}, lambda e: e["error"]["code"]),
     ("/generate_stream", {"model": "fault", "inputs": "FAIL_MIDSTREAM"}, lambda e: e["error_code"]),
 ])
-def test_failure_midstream_ends_with_the_dialects_error_event(client, path, body, error_of):
-    status, events = post_stream(client, path, body)
+def test_failure_midstream_ends_with_the_dialects_error_event(stream_client, path, body, error_of):
+    status, events = post_stream(stream_client, path, body)
     assert status == 200
     assert "one" in events[0] or "one" in events[1]  # the text before the failure was delivered
     last = json.loads(events[-1])
@@ -133,9 +133,9 @@ def test_time_limit_ends_a_stream_with_a_timeout_event(triton):
     ("/generate_stream", lambda p: {"model": "fault", "inputs": f"TICK: {p}", "parameters": {"max_new_tokens": 4000}}),
     ("/api/v1/generate/stream", lambda p: {"model": "fault", "prompt": f"TICK: {p}", "max_tokens": 4000}),
 ])
-def test_client_disconnect_cancels_the_request_in_triton(client, tmp_path, path, body):
+def test_client_disconnect_cancels_the_request_in_triton(stream_client, tmp_path, path, body):
     outcome_file = tmp_path / "outcome"
-    with client.stream("POST", path, json=body(outcome_file)) as response:
+    with stream_client.stream("POST", path, json=body(outcome_file)) as response:
         assert response.status_code == 200
         for i, _ in enumerate(response.iter_lines()):
             if i >= 6:
@@ -146,24 +146,25 @@ def test_client_disconnect_cancels_the_request_in_triton(client, tmp_path, path,
     assert int(ticks) < 200  # stopped within a moment of the disconnect, not at the 30 s limit
 
 
-def test_disconnect_frees_the_real_model_at_once(client):
+def test_disconnect_frees_the_real_model_at_once(stream_client):
     """SmolLM2 runs one sequence at a time, so a request queued behind an abandoned 3000-token
     stream finishes quickly only if Triton really stopped generating it."""
     counting = {"model": "smollm2", "prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", "temperature": 0}
-    control = client.post("/v1/completions", json={**counting, "max_tokens": 200}).json()
+    control = stream_client.post("/v1/completions", json={**counting, "max_tokens": 200}).json()
     assert control["choices"][0]["finish_reason"] == "length"  # this prompt counts on; it does not stop early
-    with client.stream("POST", "/v1/completions", json={**counting, "max_tokens": 3000, "stream": True}) as response:
+    abandoned = {**counting, "max_tokens": 3000, "stream": True}
+    with stream_client.stream("POST", "/v1/completions", json=abandoned) as response:
         for i, _ in enumerate(response.iter_lines()):
             if i >= 10:
                 break
     started = time.monotonic()
-    answer = client.post("/v1/completions", json={**counting, "max_tokens": 5}).json()
+    answer = stream_client.post("/v1/completions", json={**counting, "max_tokens": 5}).json()
     assert answer["usage"]["completion_tokens"] == 5
     assert time.monotonic() - started < 5  # the abandoned stream would have needed ~30 s more
 
 
-def test_streams_fall_back_to_http_without_a_grpc_address(triton):
-    with make_gateway(repository_models(triton.url)) as gateway, httpx.Client(base_url=gateway.url, timeout=60) as client:
+def test_grpc_transport_falls_back_to_http_without_a_grpc_address(triton):
+    with make_gateway(repository_models(triton.url), stream_transport="grpc") as gateway, httpx.Client(base_url=gateway.url, timeout=60) as client:
         status, events = post_stream(client, "/v1/completions",
                                      {"model": "echo", "prompt": "one two three", "stream": True, "max_tokens": 10})
         assert status == 200

@@ -35,10 +35,11 @@ class TimeLimit:
 
 
 class GenerationService:
-    def __init__(self, triton: TritonClient, time_limit: TimeLimit, metrics: Metrics):
+    def __init__(self, triton: TritonClient, time_limit: TimeLimit, metrics: Metrics, *, stream_over_grpc: bool = False):
         self._triton = triton
         self._time_limit = time_limit
         self._metrics = metrics
+        self._stream_over_grpc = stream_over_grpc
 
     async def complete(self, model: ServedModel, request: GenerationRequest) -> GenerationResult:
         codec = CODECS[model.interface.value]
@@ -63,7 +64,7 @@ class GenerationService:
         The first delta is awaited before this returns, so a request that fails before any text
         (unreachable server, bad parameters) raises here and the route can still answer with a
         proper HTTP error; later failures raise from the iterator. Closing the iterator early
-        (client gone) cancels the request in Triton when the model streams over gRPC."""
+        (client gone) closes the stream to Triton, which cancels the request."""
         deltas = self._deltas(model, request)
         try:
             first = await anext(deltas)
@@ -108,7 +109,7 @@ class GenerationService:
 
     def _events(self, model: ServedModel, codec: Codec, request: GenerationRequest):
         body = codec.request_body(request, stream=True)
-        if model.grpc_address:
+        if self._stream_over_grpc and model.grpc_address:
             return self._triton.stream_grpc(model.grpc_address, model.triton_model, body, DATATYPES,
                                             batched=codec.names.batched)
         return self._triton.generate_stream(model.endpoint, model.triton_model, body)
