@@ -197,24 +197,20 @@ def post_json(url: str, body: dict, timeout: float = 120.0) -> tuple[int, dict]:
 # the gateway in front of a benchmark's Triton
 
 
-def routed(resource: dict, triton, *, name: str | None = None, grpc: bool = True) -> dict:
-    """A copy of a `Model` resource routed to `triton` (a running TritonServer), as the operator
-    publishes it: `endpoint` is Triton's HTTP URL and, with `grpc`, `grpcAddress` its gRPC port
-    (HTTP + 1), over which the gateway streams; without it the gateway streams over HTTP
-    `generate_stream`. `name` renames the copy (one Triton model under two routes)."""
+def routed(resource: dict, triton) -> dict:
+    """A copy of a `Model` resource routed to `triton` (a running TritonServer) as the operator
+    publishes it: `endpoint` is Triton's HTTP URL, `grpcAddress` its gRPC port (HTTP + 1), which
+    the gateway streams over when CONCH_STREAM_TRANSPORT=grpc."""
     out = json.loads(json.dumps(resource))
-    if name:
-        out["metadata"]["name"] = name
     out["status"]["endpoint"] = triton.url
-    out["status"].pop("grpcAddress", None)
-    if grpc:
-        out["status"]["grpcAddress"] = f"127.0.0.1:{triton.ports.grpc}"
+    out["status"]["grpcAddress"] = f"127.0.0.1:{triton.ports.grpc}"
     return out
 
 
-def start_gateway(resources: Sequence[dict], workdir: Path, name: str = "conch") -> tuple[Child, str]:
+def start_gateway(resources: Sequence[dict], workdir: Path, name: str = "conch",
+                  env: dict[str, str] | None = None) -> tuple[Child, str]:
     """`python -m conch_gateway` (what `make up` runs) serving `resources` from a local models
-    file; returns the child and its base URL once /health answers."""
+    file, with extra `env` settings; returns the child and its base URL once /health answers."""
     import yaml
 
     models_file = workdir / f"{name}-models.yaml"
@@ -222,7 +218,7 @@ def start_gateway(resources: Sequence[dict], workdir: Path, name: str = "conch")
     port = free_port_block(1)
     child = Child(name, [sys.executable, "-m", "conch_gateway"], workdir / "logs" / f"{name}.log",
                   env={"PORT": str(port), "CONCH_HOST": "127.0.0.1", "CONCH_MODEL_SOURCE": "local",
-                       "CONCH_LOCAL_MODELS_FILE": str(models_file), "CONCH_LOG_LEVEL": "warning"}).start()
+                       "CONCH_LOCAL_MODELS_FILE": str(models_file), "CONCH_LOG_LEVEL": "warning", **(env or {})}).start()
     child.wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
     return child, f"http://127.0.0.1:{port}"
 

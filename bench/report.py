@@ -101,11 +101,12 @@ def streaming_table(runs: list[dict], model: str) -> str:
 
         rows.append([name, cell(lambda s: s["ttft_ms"]["p50"], 2), cell(lambda s: s["ttft_ms"]["p99"], 2),
                      cell(lambda s: s.get("added_ttft_ms_p50"), 2, True),
+                     cell(lambda s: s.get("added_ttft_ms_paired_median"), 2, True),
                      cell(lambda s: s["gap_ms"]["p50"] if s["gap_ms"] else None, 2),
                      cell(lambda s: s["gap_ms"]["p99"] if s["gap_ms"] else None, 2),
                      cell(lambda s: s["tokens_per_s"], 1), cell(lambda s: s.get("tokens_per_s_vs_llama_server"), 3)])
     head = f"{len(runs)} run(s), model {model}; value = median of the runs (range of the runs)\n\n"
-    return head + markdown_table(["target", "TTFT p50 ms", "TTFT p99 ms", "added TTFT p50 ms", "gap p50 ms",
+    return head + markdown_table(["target", "TTFT p50 ms", "TTFT p99 ms", "added TTFT p50 ms", "paired", "gap p50 ms",
                                   "gap p99 ms", "tokens/s", "× llama-server"], rows)
 
 
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> int:
     if streaming:
         print("## Streaming\n")
         print("runs: " + ", ".join(r["_path"] for r in streaming) + "\n")
-        for model in ("smollm2", "echo"):
+        for model in ("smollm2", "smollm2_cached", "echo"):
             if any(r["summary"].get(model) for r in streaming):
                 print(streaming_table(streaming, model) + "\n")
     return 0
