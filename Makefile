@@ -10,10 +10,13 @@ CLUSTER_STATE := .conch/cluster
 # llama.cpp is compiled for this CPU (-march=native), but its AMX kernels crash on machines that
 # report AMX without granting a process the tile state (a general-protection fault at the first
 # `ldtilecfg`, seen on this project's VMs), so on x86-64 they are left out; AVX-512/AVX2 remain.
+# pip caches the wheel it builds under a key that ignores compiler flags, so the project keeps a
+# pip cache of its own: a llama.cpp wheel built elsewhere with AMX is never picked up.
 ifeq ($(shell uname -m),x86_64)
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_BUILD_FLAGS := CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)"
 endif
+export PIP_CACHE_DIR ?= $(HOME)/.cache/conch/pip
 
 .PHONY: up test unit install tools cluster cluster-down bench clean
 

@@ -3,12 +3,17 @@
 #   - wrk, the load generator (Debian package);
 #   - bench/.venv-peers: LiteLLM's proxy, llama-cpp-python's server and py-spy, kept out of the
 #     project venv. llama-cpp-python is pinned to the project venv's version, so pip reuses the
-#     wheel it built then (~/.cache/pip) instead of compiling llama.cpp again.
+#     wheel `make install` built (the project's pip cache, ~/.cache/conch/pip, same compiler
+#     flags) instead of compiling llama.cpp again: both servers run the same llama.cpp.
 # Idempotent: does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PROJECT_PY=.venv/bin/python
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$HOME/.cache/conch/pip}
+if [ "$(uname -m)" = x86_64 ]; then  # as the Makefile builds it (see there)
+  export CFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" CXXFLAGS="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+fi
 PEERS=bench/.venv-peers
 LITELLM_VERSION=${LITELLM_VERSION:-1.106.2}
 PYSPY_VERSION=${PYSPY_VERSION:-0.4.3}
