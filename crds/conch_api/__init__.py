@@ -7,6 +7,7 @@ from .model import (
     PLURAL,
     VERSION,
     Condition,
+    EngineStatus,
     Model,
     ModelSpec,
     ModelStatus,
@@ -15,9 +16,11 @@ from .model import (
     Quantization,
     Runtime,
     TensorInterface,
+    TensorRTLLMBackend,
+    TensorRTLLMSpec,
 )
 
 __all__ = [
-    "API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION", "Condition", "Model", "ModelSpec",
-    "ModelStatus", "Phase", "PromptFamily", "Quantization", "Runtime", "TensorInterface",
+    "API_VERSION", "GROUP", "KIND", "PLURAL", "VERSION", "Condition", "EngineStatus", "Model", "ModelSpec",
+    "ModelStatus", "Phase", "PromptFamily", "Quantization", "Runtime", "TensorInterface", "TensorRTLLMBackend", "TensorRTLLMSpec",
 ]

@@ -23,6 +23,7 @@ SHORT_NAMES = ("mdl",)
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Quantity = Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
 
 def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
@@ -54,6 +55,13 @@ class TensorInterface(str, Enum):
     @property
     def generates_text(self) -> bool:
         return self is not TensorInterface.EMBEDDING
+
+
+class TensorRTLLMBackend(str, Enum):
+    """How a tensorrt-llm Model is served (both pinned to TensorRT-LLM 1.2.1)."""
+
+    ENGINE = "engine"  # quantize + trtllm-build once by a Job, Triton's inflight_batcher_llm repository
+    PYTORCH = "pytorch"  # Triton's llmapi Python model: LLM(**model.yaml) loads the checkpoint itself
 
 
 class PromptFamily(str, Enum):
@@ -138,6 +146,37 @@ class EngineLimits(_Spec):
     tensorParallel: int = Field(1, ge=1, le=8, description="GPUs one replica shards the model over (tensorrt-llm).")
 
 
+class EngineCache(_Spec):
+    """The PersistentVolumeClaim that keeps built engines, shared by the Models of a namespace.
+    An engine is stored under its cache key, so Models with the same key reuse it."""
+
+    claimName: Name = Field("conch-engine-cache", description="PersistentVolumeClaim name, in the Model's namespace. "
+                            "The operator creates it when missing (and never deletes it).")
+    size: Quantity = Field("200Gi", description="Requested size when the operator creates the claim.")
+    storageClassName: str | None = Field(None, description="StorageClass when the operator creates the claim; "
+                                         "the cluster default when unset.", max_length=253)
+    accessMode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        "ReadWriteMany", description="ReadWriteMany lets build Jobs and replicas on different nodes share the cache.")
+
+
+class TensorRTLLMSpec(_Spec):
+    """Options of runtime tensorrt-llm."""
+
+    backend: TensorRTLLMBackend = Field(TensorRTLLMBackend.ENGINE, description="engine: quantize and trtllm-build "
+                                        "once (Job, cached), served by the inflight_batcher_llm ensemble. pytorch: "
+                                        "Triton's llmapi model loads the (ModelOpt INT4-AWQ or FP8) checkpoint itself.")
+    maxNumTokens: int | None = Field(None, ge=64, le=1048576, description="Most tokens batched in one iteration; "
+                                     "defaults to engine.maxBatchSize x engine.maxInputLen, capped at 8192.")
+    kvCacheFreeGpuMemFraction: float = Field(0.9, ge=0.05, le=0.98, description="Share of the GPU memory left after "
+                                             "loading the weights that the paged KV cache takes.")
+    enableKvCacheReuse: bool = Field(True, description="Reuse KV-cache blocks across requests sharing a prompt prefix.")
+    buildTimeoutSeconds: int = Field(7200, ge=300, le=86400, description="Time limit of one engine build attempt.")
+    engineCache: EngineCache = Field(default_factory=EngineCache, description="Where built engines are kept.",
+                                     json_schema_extra={"default": {"claimName": "conch-engine-cache", "size": "200Gi",
+                                                                    "accessMode": "ReadWriteMany"}})
+
+
+
 class GPUSpec(_Spec):
     """GPUs each replica needs."""
 
@@ -174,9 +213,6 @@ class Toleration(_Spec):
     value: str | None = Field(None, max_length=63, description="Taint value, for operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(None, description="Taint effect; empty matches all.")
     tolerationSeconds: int | None = Field(None, description="How long a NoExecute taint is tolerated.")
-
-
-Quantity = Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
 
 class Resources(_Spec):
@@ -218,6 +254,10 @@ class ModelSpec(_Spec):
          "runtime llama-cpp serves a .gguf file: point source.file.path, source.pvc.path or source.huggingFace.filename at one"),
         ("self.runtime != 'tensorrt-llm' || !has(self.source) || !has(self.source.file)",
          "runtime tensorrt-llm builds from a Hugging Face repository or a PVC checkpoint, not an image file"),
+        ("self.runtime == 'tensorrt-llm' || !has(self.tensorrtLLM)", "spec.tensorrtLLM is only for runtime tensorrt-llm"),
+        ("self.runtime != 'tensorrt-llm' || !has(self.tensorrtLLM) || self.tensorrtLLM.backend != 'pytorch' || "
+         "self.quantization != 'int4_gptq'",
+         "the pytorch backend of TensorRT-LLM 1.2.1 loads no GPTQ checkpoints: use backend engine for int4_gptq"),
     ))
 
     displayName: str | None = Field(None, description="Name shown by the API; defaults to metadata.name.",
@@ -241,6 +281,11 @@ class ModelSpec(_Spec):
     images: ImageOverrides | None = Field(None, description="Image overrides.")
     env: list[EnvVar] | None = Field(None, description="Extra environment variables of the Triton container.", max_length=64)
     external: ExternalSpec | None = Field(None, description="The existing endpoint, for runtime external.")
+    tensorrtLLM: TensorRTLLMSpec | None = Field(None, description="Options of runtime tensorrt-llm (defaults apply when unset).")
+
+    @property
+    def trtllm(self) -> TensorRTLLMSpec:
+        return self.tensorrtLLM or TensorRTLLMSpec()
 
 
 class Condition(_Status):
@@ -252,6 +297,17 @@ class Condition(_Status):
     message: str = Field("", description="Human-readable details.")
     lastTransitionTime: str | None = Field(None, description="When the status last changed (RFC 3339).")
     observedGeneration: int | None = Field(None, description="metadata.generation this condition was computed from.")
+
+
+class EngineStatus(_Status):
+    """The TensorRT-LLM engine this Model serves (runtime tensorrt-llm, backend engine)."""
+
+    cacheKey: str | None = Field(None, description="Hash of everything that shapes the engine.")
+    path: str | None = Field(None, description="Directory of the engine inside the engine cache claim.")
+    job: str | None = Field(None, description="Name of the build Job.")
+    attempts: int = Field(0, description="Failed build attempts so far.")
+    lastFailure: str | None = Field(None, description="Why the last build attempt failed (with its log tail).")
+    retryAfter: str | None = Field(None, description="When a failed build is tried again (RFC 3339).")
 
 
 class ModelStatus(_Status):
@@ -267,6 +323,7 @@ class ModelStatus(_Status):
     interface: TensorInterface | None = Field(None, description="Tensor interface of that Triton model.")
     observedGeneration: int | None = Field(None, description="Last metadata.generation the operator acted on.")
     selector: str | None = Field(None, description="Label selector of the replicas' pods (scale subresource).")
+    engine: EngineStatus | None = Field(None, description="The engine build (runtime tensorrt-llm, backend engine).")
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

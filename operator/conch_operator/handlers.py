@@ -1,7 +1,8 @@
 """kopf wiring only: watch events go into the work queue; the work is in `reconcile`.
 
-kopf watches Models and the Deployments and pods they own; every event just marks its Model
-for reconciling. A spec change (a new `metadata.generation`) or a deleted Deployment asks for the
+kopf watches Models and the Deployments and pods they own, and the engine build Jobs (and their
+pods) that Models share; every event just marks the Models concerned for reconciling. A spec
+change (a new `metadata.generation`), a deleted Deployment or a build Job's progress asks for the
 desired objects to be applied again; anything else only refreshes status. The initial listing
 after a start marks every Model, so a restarted operator converges on the same state.
 """
@@ -12,13 +13,14 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import kopf
 from prometheus_client import start_http_server
 
 from conch_api import GROUP, PLURAL, VERSION
 
-from . import render
+from . import build, render
 from .kube import Kube
 from .metrics import QUEUE_DEPTH, measured
 from .reconcile import forget, needs_apply, reconcile
@@ -87,6 +89,22 @@ async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> 
         memo.queue.add(key, apply=False)
 
 
+@kopf.on.event("batch", "v1", "jobs", labels={build.ENGINE_KEY_LABEL: kopf.PRESENT})
+async def build_job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """An engine build progressed, finished or was deleted: every Model waiting for that engine
+    reconciles (with apply: a finished build brings their Triton Deployments)."""
+    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build.ENGINE_KEY_LABEL]):
+        memo.queue.add(key, apply=True)
+
+
+@kopf.on.event("", "v1", "pods", labels={build.ENGINE_KEY_LABEL: kopf.PRESENT})
+async def build_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
+    """A builder pod waits for a node or an image, or starts: the Job's status does not say so,
+    the waiting Models' EngineReady message does."""
+    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build.ENGINE_KEY_LABEL]):
+        memo.queue.add(key, apply=False)
+
+
 async def _reconcile(memo: kopf.Memo, key: tuple[str, str], apply: bool) -> None:
     QUEUE_DEPTH.set(len(memo.queue))
     body = VIEW.model(*key) or await asyncio.to_thread(memo.kube.get, "Model", *key)
@@ -101,17 +119,22 @@ def _measured_reconcile(kube: Kube, body: dict, apply: bool) -> None:
 
 
 async def _periodic(memo: kopf.Memo) -> None:
-    """External endpoints emit no events, so they are probed; and, less often, every Model is
-    reconciled to repair drift nobody reported (an owned object edited by hand)."""
+    """External endpoints emit no events, so they are probed; a failed engine build is retried once
+    its back-off has passed (status.engine.retryAfter); and, less often, every Model is reconciled
+    to repair drift nobody reported (an owned object edited by hand)."""
     last_resync = time.monotonic()
     while True:
         await asyncio.sleep(SETTINGS.external_probe_interval_s)
         resync = time.monotonic() - last_resync >= SETTINGS.resync_interval_s
         if resync:
             last_resync = time.monotonic()
+        now = datetime.now(timezone.utc)
         for model in VIEW.models():
-            if resync or model["spec"].get("runtime") == "external":
-                memo.queue.add((model["metadata"]["namespace"], model["metadata"]["name"]), apply=resync)
+            key = (model["metadata"]["namespace"], model["metadata"]["name"])
+            if resync or build.retry_due(model, now):
+                memo.queue.add(key, apply=True)
+            elif model["spec"].get("runtime") == "external":
+                memo.queue.add(key, apply=False)
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:

@@ -27,6 +27,7 @@ _RESOURCES = {
     "Secret": ("/api/v1", "secrets"),
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Job": ("/apis/batch/v1", "jobs"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "Model": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 
@@ -74,6 +75,48 @@ class Kube:
                 raise
             return self.apply(obj)
 
+    def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Creates an object that must not be changed once it exists (a Job's template is
+        immutable; a claim is the user's to resize). None when it exists already."""
+        meta = obj["metadata"]
+        try:
+            return self._request("POST", _path(obj["kind"], meta["namespace"]), {"fieldManager": FIELD_MANAGER},
+                                 body=obj)
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            return None
+
+    def merge_patch(self, obj: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of only the given fields (e.g. one key of a ConfigMap that others write
+        too); `obj` is created as it is when missing."""
+        meta = obj["metadata"]
+        path = _path(obj["kind"], meta["namespace"], meta["name"])
+        for _ in range(2):
+            try:
+                return self._request("PATCH", path, body=patch, content_type="application/merge-patch+json")
+            except KubeError as exc:
+                if exc.status != 404:
+                    raise
+            created = self.create(obj)
+            if created is not None:
+                return created
+        raise KubeError(409, f"{obj['kind']} {meta['name']} kept appearing and disappearing")
+
+    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
+        """The end of a container's log ("" when the kubelet cannot serve it)."""
+        path = _path("Pod", namespace, name) + "/log"
+        query = {"container": container, "tailLines": "50", "limitBytes": str(limit_bytes)}
+        try:
+            return self._request("GET", path, query, raw=True)
+        except KubeError:
+            return ""
+
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """PUT: optimistic concurrency on metadata.resourceVersion (409 when someone wrote first)."""
+        meta = obj["metadata"]
+        return self._request("PUT", _path(obj["kind"], meta["namespace"], meta["name"]), body=obj)
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self._request("GET", _path(kind, namespace, name))
@@ -102,9 +145,9 @@ class Kube:
                 raise
 
     def _request(self, method: str, path: str, query: dict[str, str] | None = None, *, body: Any = None,
-                 content_type: str = "application/json") -> dict[str, Any]:
+                 content_type: str = "application/json", raw: bool = False) -> Any:
         url = path + ("?" + urlencode(query) if query else "")
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": "*/*" if raw else "application/json", "Content-Type": content_type}
         serialized = self._api.param_serialize(method=method, resource_path=url, header_params=headers,
                                                body=body, auth_settings=["BearerToken"])
         try:
@@ -114,6 +157,8 @@ class Kube:
         data = response.read()
         if response.status >= 400:
             raise KubeError(response.status, _reason(data))
+        if raw:
+            return data.decode("utf-8", "replace")
         return json.loads(data) if data else {}
 
 

@@ -5,12 +5,13 @@ operator restarts and the periodic resync all converge on the same state."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from conch_api import Model, ModelStatus, Runtime
 
-from . import external, render
+from . import engine, external, render
 from .kube import OWNED_KINDS, Kube
 from .settings import OperatorSettings
 from .status import Observed, compute_status
@@ -32,20 +33,27 @@ def reconcile(kube: Kube, view: ClusterView, body: dict[str, Any], settings: Ope
     model = Model.model_validate(body)
     if model.metadata.deletionTimestamp:
         return None  # garbage collection removes what it owns
-    if apply:
-        desired = render.desired_objects(model, settings)
-        # A Model never reconciled before owns nothing yet: create (cheap) rather than apply, no pruning.
-        fresh = model.status.observedGeneration is None and not view.deployment(key)[0]
-        for obj in desired:
-            (kube.create_or_apply if fresh else kube.apply)(obj)
-        if not fresh:
-            prune(kube, model, desired)
-        _applied_generation[key] = model.metadata.generation
     previous = _written.get(key) or _dump(model.status)
     model = model.model_copy(update={"status": ModelStatus.model_validate(previous)})
-    status = compute_status(model, observe(kube, view, model, settings), _now())
+    now = datetime.now(timezone.utc)
+    # tensorrt-llm: the engine comes first (build Job, cache); serving objects wait for it.
+    engine_state = engine.sync(kube, view, model, settings, now) if model.spec.runtime == Runtime.TENSORRT_LLM else None
+    if apply:
+        # While a (changed) engine is not ready, whatever serves now is left alone rather than
+        # replaced by objects pointing at an engine that does not exist yet.
+        if engine_state is None or engine_state.ready:
+            desired = render.desired_objects(model, settings)
+            # A Model never reconciled before owns nothing yet: create (cheap) rather than apply, no pruning.
+            fresh = model.status.observedGeneration is None and not view.deployment(key)[0]
+            for obj in desired:
+                (kube.create_or_apply if fresh else kube.apply)(obj)
+            if not fresh:
+                prune(kube, model, desired)
+        _applied_generation[key] = model.metadata.generation
+    observed = replace(observe(kube, view, model, settings), engine=engine_state)
+    status = compute_status(model, observed, _format(now))
     if _dump(status) != previous:
-        kube.patch_status(*key, _dump(status))
+        kube.patch_status(*key, _with_removals(previous, _dump(status)))
         _written[key] = _dump(status)
     return status
 
@@ -68,7 +76,7 @@ def observe(kube: Kube, view: ClusterView, model: Model, settings: OperatorSetti
         ready, message = external.probe(model.spec.external.url, model.spec.external.tritonModel,
                                         settings.external_probe_timeout_s)
         return Observed(external_ready=ready, external_message=message)
-    if model.spec.runtime != Runtime.LLAMA_CPP:
+    if model.spec.runtime not in (Runtime.LLAMA_CPP, Runtime.TENSORRT_LLM):
         return Observed()
     known, deployment = view.deployment(key)
     if not known:  # e.g. just after a restart, before the watch caught up: ask once
@@ -101,9 +109,21 @@ def prune(kube: Kube, model: Model, desired: list[dict[str, Any]]) -> None:
                 kube.delete(kind, model.metadata.namespace, obj["metadata"]["name"])
 
 
+def _with_removals(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch from `previous` to `new`: fields `new` no longer has (e.g. an engine's
+    retryAfter once the retry started) are nulled, or the merge would keep them."""
+    patch = dict(new)
+    for field, before in previous.items():
+        if field not in new:
+            patch[field] = None
+        elif isinstance(before, dict) and isinstance(new[field], dict):
+            patch[field] = _with_removals(before, new[field])
+    return patch
+
+
 def _dump(status: ModelStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", exclude_none=True)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _format(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from conch_api import API_VERSION, KIND, Model, Runtime, TensorInterface
+from conch_api import API_VERSION, KIND, Model, Runtime, TensorInterface, TensorRTLLMBackend
 from conch_engines import repository
 
 from .settings import OperatorSettings
@@ -81,20 +81,32 @@ def grpc_address(model: Model) -> str | None:
 def triton_model(model: Model) -> str:
     if model.spec.runtime == Runtime.EXTERNAL:
         return model.spec.external.tritonModel
+    if model.spec.runtime == Runtime.TENSORRT_LLM:
+        from conch_engines import tensorrt_llm
+
+        return (tensorrt_llm.LLMAPI_TRITON_MODEL if model.spec.trtllm.backend == TensorRTLLMBackend.PYTORCH
+                else tensorrt_llm.ENSEMBLE_TRITON_MODEL)
     return Names(model.metadata.name).triton_model
 
 
 def interface(model: Model) -> TensorInterface:
     if model.spec.runtime == Runtime.EXTERNAL:
         return model.spec.external.interface
+    if model.spec.runtime == Runtime.TENSORRT_LLM and model.spec.trtllm.backend == TensorRTLLMBackend.PYTORCH:
+        return TensorInterface.LLMAPI
     return TensorInterface.ENSEMBLE
 
 
 def desired_objects(model: Model, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """Everything the Model owns. External Models own nothing; tensorrt-llm arrives with its own renderer."""
+    """Everything the Model owns (external Models own nothing). For tensorrt-llm these are the
+    serving objects only: the reconciler applies them once the engine is ready."""
     if model.spec.runtime == Runtime.LLAMA_CPP:
         config_map = repository_config_map(model)
         return [config_map, deployment(model, settings, config_hash(config_map)), service(model)]
+    if model.spec.runtime == Runtime.TENSORRT_LLM:
+        from . import render_trtllm  # it builds on this module's helpers
+
+        return render_trtllm.serving_objects(model, settings)
     return []
 
 
@@ -103,7 +115,7 @@ def repository_config_map(model: Model) -> dict[str, Any]:
     files = repository.llama_cpp_files(names.triton_model, gguf_path(model), n_ctx=model.spec.engine.maxSeqLen,
                                        n_threads=cpu_threads(model))
     data = {key.replace("/", "__"): content for key, content in files.items()}
-    return _object("v1", "ConfigMap", names.repository, model, data=data)
+    return owned_object("v1", "ConfigMap", names.repository, model, data=data)
 
 
 def gguf_path(model: Model) -> str:
@@ -149,21 +161,15 @@ def deployment(model: Model, settings: OperatorSettings, repository_hash: str) -
         "resources": _resources(model, settings),
         "volumeMounts": mounts,
         # Loading a model can take minutes; the startup probe covers it so liveness need not.
-        "startupProbe": _probe("/v2/health/ready", period=5, failures=120),
-        "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
-        "livenessProbe": _probe("/v2/health/live", period=10, failures=6),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "startupProbe": http_probe("/v2/health/ready", period=5, failures=120),
+        "readinessProbe": http_probe("/v2/health/ready", period=5, failures=3),
+        "livenessProbe": http_probe("/v2/health/live", period=10, failures=6),
+        "securityContext": container_security_context(),
     }
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security_context(),
         "containers": [container],
         "volumes": volumes,
         "terminationGracePeriodSeconds": 30,
@@ -176,7 +182,7 @@ def deployment(model: Model, settings: OperatorSettings, repository_hash: str) -
         pod_spec["tolerations"] = [t.model_dump(exclude_none=True) for t in spec.tolerations]
     if spec.affinity:
         pod_spec["affinity"] = spec.affinity
-    return _object("apps/v1", "Deployment", names.workload, model, spec={
+    return owned_object("apps/v1", "Deployment", names.workload, model, spec={
         "replicas": spec.replicas,
         "revisionHistoryLimit": 3,
         "selector": {"matchLabels": selector(model)},
@@ -189,7 +195,7 @@ def deployment(model: Model, settings: OperatorSettings, repository_hash: str) -
 
 
 def service(model: Model) -> dict[str, Any]:
-    return _object("v1", "Service", Names(model.metadata.name).workload, model, spec={
+    return owned_object("v1", "Service", Names(model.metadata.name).workload, model, spec={
         "type": "ClusterIP",
         "selector": selector(model),
         "ports": [
@@ -200,7 +206,18 @@ def service(model: Model) -> dict[str, Any]:
     })
 
 
-def _object(api_version: str, kind: str, name: str, model: Model, **body: Any) -> dict[str, Any]:
+def container_security_context() -> dict[str, Any]:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]}}
+
+
+def pod_security_context() -> dict[str, Any]:
+    # fsGroup: volumes (the engine cache claim too) are writable by the non-root user.
+    return {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def owned_object(api_version: str, kind: str, name: str, model: Model, **body: Any) -> dict[str, Any]:
     return {
         "apiVersion": api_version,
         "kind": kind,
@@ -210,7 +227,7 @@ def _object(api_version: str, kind: str, name: str, model: Model, **body: Any) -
     }
 
 
-def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
+def http_probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures,
             "timeoutSeconds": 3}
 
@@ -266,6 +283,5 @@ def _download_container(model: Model, settings: OperatorSettings) -> dict[str, A
         "command": command,
         "env": env,
         "volumeMounts": [{"name": "source", "mountPath": SOURCE_DIR}, {"name": "tmp", "mountPath": "/tmp"}],
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security_context(),
     }

@@ -3,12 +3,13 @@ phase and conditions (Ready, Available, EngineReady, Degraded) from them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conch_api import Condition, Model, ModelStatus, Phase, Runtime
 
 from . import render
+from .build import EngineObservation
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Observed:
     problems: list[str] = field(default_factory=list)  # e.g. a missing PersistentVolumeClaim
     external_ready: bool | None = None  # external endpoint probe, None when not probed
     external_message: str = ""
+    engine: EngineObservation | None = None  # runtime tensorrt-llm: the engine step's report
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Verdict:
     degraded: tuple[bool, str, str]
     replicas: int = 0
     ready_replicas: int = 0
+    building: bool = False  # the engine is not ready yet, nor has its build failed
 
 
 def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
@@ -45,12 +48,13 @@ def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
         conditions=conditions,
         replicas=verdict.replicas,
         readyReplicas=verdict.ready_replicas,
-        endpoint=render.endpoint(model) if model.spec.runtime != Runtime.TENSORRT_LLM else None,
-        grpcAddress=render.grpc_address(model) if model.spec.runtime != Runtime.TENSORRT_LLM else None,
+        endpoint=render.endpoint(model),
+        grpcAddress=render.grpc_address(model),
         tritonModel=render.triton_model(model),
         interface=render.interface(model),
         observedGeneration=generation,
         selector=render.selector_string(model),
+        engine=observed.engine.status if observed.engine else None,
     )
 
 
@@ -64,19 +68,33 @@ def _judge(model: Model, observed: Observed) -> Verdict:
                        degraded=(not ok, "EndpointNotReady" if not ok else "AsExpected", "" if ok else message),
                        replicas=1 if ok else 0, ready_replicas=1 if ok else 0)
     if runtime == Runtime.TENSORRT_LLM:
-        message = "the tensorrt-llm runtime is not available in this version of the Conch operator"
-        return Verdict(ready=(False, "RuntimeNotSupported", message), available=(False, "RuntimeNotSupported", message),
-                       engine=(False, "RuntimeNotSupported", message), degraded=(True, "RuntimeNotSupported", message))
-    return _judge_deployment(model, observed)
+        return _judge_tensorrt_llm(model, observed)
+    return _judge_deployment(model, observed, (True, "NoBuildNeeded", "llama.cpp serves the GGUF file as it is"))
 
 
-def _judge_deployment(model: Model, observed: Observed) -> Verdict:
+def _judge_tensorrt_llm(model: Model, observed: Observed) -> Verdict:
+    """The Deployment's verdict once the engine is ready. Before, nothing serves — unless an older
+    engine still does while a changed spec's engine is built (its Deployment is left running)."""
+    engine = observed.engine or EngineObservation(False, "BuildPending", "the engine has not been looked at yet")
+    state = (engine.ready, engine.reason, engine.message)
+    verdict = _judge_deployment(model, observed, state)
+    if engine.ready:
+        return verdict
+    if engine.failed:
+        problems = [engine.message, *([verdict.degraded[2]] if verdict.degraded[0] else [])]
+        verdict = replace(verdict, degraded=(True, "BuildFailed", "; ".join(problems)))
+    if observed.deployment is None and model.spec.replicas > 0:
+        waiting = (False, "EngineNotReady", f"waiting for the engine: {engine.message}")
+        verdict = replace(verdict, ready=waiting, available=waiting)
+    return replace(verdict, building=not engine.failed)
+
+
+def _judge_deployment(model: Model, observed: Observed, engine: tuple[bool, str, str]) -> Verdict:
     desired = model.spec.replicas
     status = (observed.deployment or {}).get("status", {})
     replicas, ready = status.get("replicas", 0), status.get("readyReplicas", 0)
     problems = (list(observed.problems) + [f"pods cannot be scheduled: {m}" for m in observed.unschedulable]
                 + _deployment_problems(status))
-    engine = (True, "NoBuildNeeded", "llama.cpp serves the GGUF file as it is")
 
     if desired == 0:
         stopped = (False, "ScaledToZero", "spec.replicas is 0")
@@ -126,7 +144,7 @@ def _phase(model: Model, verdict: Verdict) -> Phase:
         return Phase.READY
     if verdict.degraded[0]:
         return Phase.DEGRADED
-    return Phase.DEPLOYING
+    return Phase.BUILDING if verdict.building else Phase.DEPLOYING
 
 
 def _condition(type_: str, state: tuple[bool, str, str], previous: dict[str, Condition], now: str,

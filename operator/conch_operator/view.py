@@ -24,12 +24,16 @@ class ClusterView:
         self._models: dict[Key, bytes] = {}
         self._deployments: dict[Key, dict[str, Any]] = {}
         self._unschedulable: dict[Key, dict[str, str]] = {}  # pod name → scheduler message
+        # (namespace, engine cache key) → Models serving that engine: a build Job is shared, so its
+        # events concern every one of them.
+        self._engine_users: dict[tuple[str, str], set[Key]] = {}
 
     def model_event(self, kind: str, body: dict[str, Any]) -> None:
         key = _key(body)
         with self._lock:
             if kind == "DELETED":
                 self._models.pop(key, None)
+                self._drop_engine_user(key)
             else:
                 self._models[key] = orjson.dumps(body)
 
@@ -76,6 +80,25 @@ class ClusterView:
     def unschedulable(self, model: Key) -> list[str]:
         with self._lock:
             return sorted(set(self._unschedulable.get(model, {}).values()))
+
+
+    def use_engine(self, model: Key, namespace: str, cache_key: str) -> None:
+        """The Model now serves this engine (and no other)."""
+        with self._lock:
+            self._drop_engine_user(model)
+            self._engine_users.setdefault((namespace, cache_key), set()).add(model)
+
+    def engine_users(self, namespace: str, key_prefix: str) -> list[Key]:
+        """Models using the engine whose cache key starts with `key_prefix` (labels hold at most 63 characters)."""
+        with self._lock:
+            return sorted({m for (ns, key), users in self._engine_users.items()
+                           if ns == namespace and key.startswith(key_prefix) for m in users})
+
+    def _drop_engine_user(self, model: Key) -> None:
+        for engine in [e for e, users in self._engine_users.items() if model in users]:
+            self._engine_users[engine].discard(model)
+            if not self._engine_users[engine]:
+                del self._engine_users[engine]
 
 
 def _key(body: dict[str, Any]) -> Key:

@@ -36,6 +36,10 @@ VALID = {
         "resources": {"requests": {"cpu": 4, "memory": "32Gi"}, "limits": {"nvidia.com/gpu": 2}},
         "env": [{"name": "NCCL_DEBUG", "value": "WARN"}], "images": {"triton": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"},
     },
+    "tensorrt-llm pytorch backend, fp8": {**TRT, "quantization": "fp8", "tensorrtLLM": {
+        "backend": "pytorch", "maxNumTokens": 4096, "kvCacheFreeGpuMemFraction": 0.8, "enableKvCacheReuse": False}},
+    "tensorrt-llm own engine cache": {**TRT, "tensorrtLLM": {"buildTimeoutSeconds": 3600, "engineCache": {
+        "claimName": "engines", "size": "500Gi", "storageClassName": "fast-rwx", "accessMode": "ReadWriteOnce"}}},
     "stopped": {"source": GGUF, "replicas": 0},
 }
 
@@ -99,6 +103,13 @@ INVALID = {
     "empty chat template": (llama(chatTemplate=""), "spec.chatTemplate"),
     "unknown field": (llama(maxTokens=5), 'unknown field "spec.maxTokens"'),
     "negative gpu count": (trt(gpu={"count": -1}), "spec.gpu.count"),
+    "tensorrtLLM block on llama-cpp": (llama(tensorrtLLM={"backend": "engine"}), "only for runtime tensorrt-llm"),
+    "gptq on the pytorch backend": (trt(tensorrtLLM={"backend": "pytorch"}), "loads no GPTQ checkpoints"),
+    "unknown tensorrt-llm backend": (trt(tensorrtLLM={"backend": "tensorrt"}), 'Unsupported value: "tensorrt"'),
+    "kv cache fraction of 1": (trt(tensorrtLLM={"kvCacheFreeGpuMemFraction": 1}), "spec.tensorrtLLM.kvCacheFreeGpuMemFraction"),
+    "build timeout too short": (trt(tensorrtLLM={"buildTimeoutSeconds": 60}), "spec.tensorrtLLM.buildTimeoutSeconds"),
+    "engine cache access mode": (trt(tensorrtLLM={"engineCache": {"accessMode": "ReadOnlyMany"}}),
+                                 'Unsupported value: "ReadOnlyMany"'),
 }
 
 

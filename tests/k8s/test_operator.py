@@ -144,12 +144,19 @@ def test_missing_volume_claim_is_degraded(kubectl, operator):
     assert "PersistentVolumeClaim 'weights'" in cond["message"]
 
 
-def test_tensorrt_llm_gets_a_clear_condition(kubectl, operator):
+def test_tensorrt_llm_without_engine_storage_gets_a_clear_condition(kubectl, operator):
+    """No volume for the engine cache claim: the build waits, and says why (the whole tensorrt-llm
+    flow is in test_trtllm_operator.py)."""
     kubectl.apply(model_manifest("trt", runtime="tensorrt-llm", gpu={"count": 1}, quantization="int4_awq",
                                  source={"huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct"}}))
-    model = wait_until(lambda: (m := kubectl.model("trt")).get("status", {}).get("phase") and m, 30)
-    assert model["status"]["phase"] == "Degraded"
-    assert condition(model, "Degraded")["reason"] == "RuntimeNotSupported"
+
+    def waiting():
+        cond = condition(kubectl.model("trt"), "EngineReady")
+        return cond if cond and "is not bound yet" in cond["message"] else None
+
+    cond = wait_until(waiting, 30, message="EngineReady explains the unbound engine cache claim")
+    assert cond["status"] == "False" and cond["reason"] == "BuildPending"
+    assert kubectl.model("trt")["status"]["phase"] == "Building"
     assert "Traceback" not in operator.log()
 
 

@@ -114,10 +114,11 @@ def test_external_follows_its_probe():
     assert down.phase.value == "Degraded" and conditions(down)["Ready"] == ("False", "EndpointNotReady")
 
 
-def test_tensorrt_llm_is_reported_unsupported():
+def test_tensorrt_llm_waits_for_its_engine():
+    """More in test_operator_trtllm.py."""
     trt = model(runtime="tensorrt-llm", gpu={"count": 1}, source={"huggingFace": {"repoId": "a/b"}})
     status = compute_status(trt, Observed(), "T")
-    assert conditions(status)["Degraded"] == ("True", "RuntimeNotSupported") and status.endpoint is None
+    assert status.phase.value == "Building" and conditions(status)["Ready"] == ("False", "EngineNotReady")
 
 
 def test_cluster_view_tracks_deployments_and_unschedulable_pods():

@@ -14,21 +14,38 @@
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 # The other owned kinds (kube.OWNED_KINDS): created, server-side applied, listed and deleted when
-# pruning. Jobs are owned too (the TensorRT-LLM engine build).
+# pruning.
 - apiGroups: [""]
   resources: [configmaps, services]
   verbs: [list, create, patch, delete]
+# The record of built TensorRT-LLM engines (one ConfigMap per namespace, merge-patched per key):
+# read by name only, so no other ConfigMap can be read.
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [conch-engines]
+  verbs: [get]
+# TensorRT-LLM engine build Jobs: watched by kopf, read by name, created, deleted to retry a failed
+# build; listed and patched as an owned kind.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [list, create, patch, delete]
-# kopf watches the Triton pods, only to report why they cannot be scheduled.
+  verbs: [get, list, watch, create, patch, delete]
+# kopf watches the Triton pods (why they cannot be scheduled) and the engine builders' pods (build
+# progress); a reconcile lists a build Job's pods.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# A Model's source may name a PersistentVolumeClaim or a token Secret: the operator checks that
-# it exists (get), to report SourceNotFound. No list: it never enumerates them.
+# The end of a failed engine builder's log, when it left no termination message.
 - apiGroups: [""]
-  resources: [persistentvolumeclaims, secrets]
+  resources: [pods/log]
+  verbs: [get]
+# A Model's source may name a PersistentVolumeClaim or a token Secret: the operator checks that
+# it exists (get), to report SourceNotFound. No list: it never enumerates them. The engine cache
+# claim is created when missing (and never deleted: it is shared and keeps the engines).
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [get, create]
+- apiGroups: [""]
+  resources: [secrets]
   verbs: [get]
 # kopf posts Events about failing handlers (POST only: kopf never patches events).
 - apiGroups: [""]

@@ -1,0 +1,43 @@
+# Engine build Job image of runtime tensorrt-llm (never built in CI; no GPU is needed to build it,
+# one is needed to run it). Build from the repository root:
+#   docker build -f docker/trtllm-builder.Dockerfile -t ghcr.io/conch-dev/trtllm-builder:0.1.0 .
+#
+# Based on the very image that serves the engines: an engine only loads in the TensorRT-LLM
+# (1.2.1) and TensorRT (10.14) it was built with.
+# The example scripts are not in the wheel: take them from the v1.2.1 tag.
+FROM nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3 AS examples
+ARG TRTLLM_TAG=v1.2.1
+RUN git clone --depth 1 --branch ${TRTLLM_TAG} --filter=blob:none --sparse \
+        https://github.com/NVIDIA/TensorRT-LLM.git /src/TensorRT-LLM \
+    && cd /src/TensorRT-LLM \
+    && git sparse-checkout set examples/quantization examples/models/core/llama examples/models/core/qwen \
+        examples/constraints.txt
+
+FROM nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3
+ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1
+# Same layout as conch_engines.tensorrt_llm.pins.EXAMPLES_DIR.
+COPY --from=examples /src/TensorRT-LLM/examples/quantization /opt/trtllm-examples/quantization
+COPY --from=examples /src/TensorRT-LLM/examples/models/core/llama /opt/trtllm-examples/models/core/llama
+COPY --from=examples /src/TensorRT-LLM/examples/models/core/qwen /opt/trtllm-examples/models/core/qwen
+COPY --from=examples /src/TensorRT-LLM/examples/constraints.txt /opt/trtllm-examples/constraints.txt
+# The examples' requirements (datasets for calibration, ModelOpt for quantize.py), constrained to
+# what tensorrt_llm==1.2.1 pins so pip cannot swap the image's torch/TensorRT-LLM.
+RUN pip install -c /opt/trtllm-examples/constraints.txt \
+        -r /opt/trtllm-examples/quantization/requirements.txt \
+        -r /opt/trtllm-examples/models/core/llama/requirements.txt \
+        -r /opt/trtllm-examples/models/core/qwen/requirements.txt \
+    && python3 -c "import tensorrt_llm; assert tensorrt_llm.__version__ == '1.2.1', tensorrt_llm.__version__"
+
+# Conch's packages: conch_engines (the builder) and conch_api (the Model types it reads). Only
+# what they import is installed; the gateway/operator dependencies stay out of this image.
+COPY engines/conch_engines /opt/conch/conch_engines
+COPY crds/conch_api /opt/conch/conch_api
+RUN pip install "pydantic>=2.7" "pyyaml>=6.0" "huggingface_hub>=0.24"
+ENV PYTHONPATH=/opt/conch
+
+# Non-root: the Job writes only to the engine-cache volume (CACHE_MOUNT=/cache) and HOME.
+RUN useradd --create-home --uid 1000 conch && mkdir -p /cache && chown conch:conch /cache
+USER 1000:1000
+ENV HOME=/home/conch HF_HOME=/cache/.hf-home
+WORKDIR /home/conch
+ENTRYPOINT ["python3", "-m", "conch_engines.tensorrt_llm.builder"]

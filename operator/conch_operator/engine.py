@@ -1,0 +1,75 @@
+"""One engine step of a reconcile (runtime tensorrt-llm): observe the engine's record, claim, build
+Job and pods, let build.decide choose, carry the decision out. Level-based like the rest: any
+number of Models sharing a cache key, operator restarts and repeated events converge on one Job
+per attempt and one record per key (Job names are the key; creates that lose a race are no-ops)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from conch_api import Model
+
+from . import build, render_trtllm
+from .build import Action, EngineObservation
+from .kube import Kube
+from .settings import OperatorSettings
+from .view import ClusterView
+
+log = logging.getLogger("conch.operator")
+
+
+def sync(kube: Kube, view: ClusterView, model: Model, settings: OperatorSettings, now: datetime) -> EngineObservation:
+    if not render_trtllm.uses_engine(model):
+        return EngineObservation(True, "NoBuildNeeded", "the pytorch backend loads the checkpoint itself")
+    namespace = model.metadata.namespace
+    key = render_trtllm.engine_key(model)
+    view.use_engine((namespace, model.metadata.name), namespace, key)  # so its Job's events find this Model
+
+    claim = kube.get("PersistentVolumeClaim", namespace, build.claim_name(model))
+    if claim is None:
+        log.info("creating engine cache claim %s/%s", namespace, build.claim_name(model))
+        claim = kube.create(build.cache_claim(model)) or kube.get("PersistentVolumeClaim", namespace,
+                                                                   build.claim_name(model))
+    record = build.read_record(kube.get("ConfigMap", namespace, build.LEDGER), key)
+    job = pods = None
+    failure = ""
+    if not build.is_built(record, claim):
+        job = kube.get("Job", namespace, build.job_name(key))
+        if job is not None and build.job_outcome(job) != "succeeded":
+            # This Job's pods only, not those of an earlier attempt still being collected.
+            pods = kube.list("Pod", namespace, f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}")
+        if job is not None and build.job_outcome(job) == "failed" and not build.failure_recorded(record, job):
+            pod = build.failed_pod(pods or [])
+            tail = (kube.pod_log(namespace, pod["metadata"]["name"], build.BUILDER_CONTAINER, build.LOG_TAIL_BYTES)
+                    if build.needs_log_tail(pod) else "")
+            failure = build.failure_message(job, pod, tail)
+
+    decision = build.decide(model, key, record, claim, job, pods or [], now, settings, failure=failure)
+    _carry_out(kube, model, key, decision, job, settings)
+    if decision.action == Action.RECORD_BUILT:
+        log.info("engine %s built by Job %s", key, decision.record["job"])
+    if claim and claim.get("status", {}).get("phase") == "Pending" and not decision.engine.ready:
+        return EngineObservation(decision.engine.ready, decision.engine.reason,
+                                 f"{decision.engine.message} (engine cache claim {build.claim_name(model)} is not "
+                                 "bound yet)", decision.engine.failed, decision.engine.status)
+    return decision.engine
+
+
+def _carry_out(kube: Kube, model: Model, key: str, decision: build.Decision, job: dict | None,
+               settings: OperatorSettings) -> None:
+    namespace = model.metadata.namespace
+    if decision.action in (Action.RECORD_BUILT, Action.RECORD_FAILURE):
+        kube.merge_patch(build.ledger_object(namespace, key, decision.record), build.ledger_patch(key, decision.record))
+    if decision.action == Action.RECORD_FAILURE:
+        log.warning("engine build %s failed (attempt %d): %s", key, decision.record["attempts"],
+                    decision.record["lastFailure"])
+    if decision.action == Action.RETRY and job is not None:
+        log.info("deleting failed build Job %s to retry", job["metadata"]["name"])
+        kube.delete("Job", namespace, job["metadata"]["name"])
+    if decision.action in (Action.CREATE_JOB, Action.RETRY):
+        # After a delete the name may still be taken for a moment: then the Job's DELETED event
+        # brings the next reconcile, which creates it.
+        if kube.create(build.build_job(model, key, decision.attempt, settings)) is not None:
+            log.info("created build Job %s (attempt %d) for Model %s/%s", build.job_name(key), decision.attempt,
+                     namespace, model.metadata.name)

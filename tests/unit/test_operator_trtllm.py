@@ -1,0 +1,377 @@
+"""The operator's pure parts for runtime tensorrt-llm: the build Job, the engine cache claim, the
+serving objects of both backends, the build decisions (sharing, failure, back-off) and status."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conch_api import Model, Phase
+from conch_engines import tensorrt_llm
+from conch_operator import build, render, render_trtllm
+from conch_operator.build import Action, EngineObservation
+from conch_operator.settings import OperatorSettings
+from conch_operator.status import Observed, compute_status
+from conch_operator.view import ClusterView
+
+SETTINGS = OperatorSettings()
+NOW = datetime(2026, 9, 1, 12, 0, 0, tzinfo=timezone.utc)
+CLAIM = {"metadata": {"name": "conch-engine-cache", "uid": "claim-1"}, "status": {"phase": "Bound"}}
+
+
+def model(name: str = "qwen", status: dict | None = None, **spec) -> Model:
+    spec.setdefault("runtime", "tensorrt-llm")
+    spec.setdefault("quantization", "int4_gptq")
+    tp = spec.get("engine", {}).get("tensorParallel", 1)
+    spec.setdefault("gpu", {"count": tp, "product": "NVIDIA-L4"})
+    spec.setdefault("source", {"huggingFace": {"repoId": "Qwen/Qwen2-7B-Instruct-GPTQ-Int4"}})
+    return Model.model_validate({"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1},
+                                 "spec": spec, "status": status or {}})
+
+
+def key_of(m: Model) -> str:
+    return render_trtllm.engine_key(m)
+
+
+def job(m: Model, *, attempt: int = 1, uid: str = "job-1", conditions: list | None = None, **status) -> dict:
+    manifest = build.build_job(m, key_of(m), attempt, SETTINGS)
+    manifest["metadata"]["uid"] = uid
+    manifest["status"] = {"conditions": conditions or [], **status}
+    return manifest
+
+
+def failed(at: str = "2026-09-01T11:59:00Z", reason: str = "BackoffLimitExceeded") -> list[dict]:
+    return [{"type": "FailureTarget", "status": "True", "reason": reason},
+            {"type": "Failed", "status": "True", "reason": reason, "message": "Job has reached the specified backoff limit",
+             "lastTransitionTime": at}]
+
+
+COMPLETE = [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]
+
+
+def failed_pod(message: str = "ValueError: no GPTQ checkpoint", exit_code: int = 1) -> dict:
+    return {"metadata": {"name": "conch-engine-x-abc", "creationTimestamp": "2026-09-01T11:50:00Z"},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "builder", "state": {"terminated": {
+                "exitCode": exit_code, "reason": "Error", "message": message}}}]}}
+
+
+# --------------------------------------------------------------------------------------- build Job
+
+
+@pytest.mark.parametrize("tp, product", [(1, "NVIDIA-L4"), (2, "NVIDIA-A100-SXM4-80GB")])
+def test_build_job_runs_on_the_serving_gpu_type(tp, product):
+    m = model(engine={"tensorParallel": tp}, gpu={"count": tp, "product": product},
+              tolerations=[{"key": "team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}])
+    manifest = build.build_job(m, key_of(m), 1, SETTINGS)
+    key = key_of(m)
+    assert manifest["metadata"]["name"] == f"conch-engine-{key}" and len(manifest["metadata"]["name"]) <= 63
+    assert "ownerReferences" not in manifest["metadata"]  # shared by every Model with this key
+    assert manifest["metadata"]["labels"][build.ENGINE_KEY_LABEL] == key
+    spec = manifest["spec"]
+    assert spec["activeDeadlineSeconds"] == 7200 and spec["backoffLimit"] == 2 and spec["ttlSecondsAfterFinished"] > 0
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == product
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert {"key": "team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"} in pod["tolerations"]
+    container = pod["containers"][0]
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] == str(tp)
+    assert container["command"] == tensorrt_llm.builder_command(m.spec, key, None)
+    assert container["image"] == SETTINGS.trtllm_builder_image
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["cache"]["persistentVolumeClaim"] == {"claimName": "conch-engine-cache"}
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    mounts = {v["name"]: v["mountPath"] for v in container["volumeMounts"]}
+    assert mounts == {"cache": tensorrt_llm.CACHE_MOUNT, "dshm": "/dev/shm", "tmp": "/tmp"}
+    assert pod["securityContext"]["fsGroup"]  # the claim is writable by the non-root builder
+
+
+def test_build_job_sources_and_overrides():
+    gated = model(source={"huggingFace": {"repoId": "meta-llama/Llama-3.1-8B-Instruct",
+                                          "tokenSecretRef": {"name": "hf", "key": "token"}}},
+                  quantization="int4_awq", images={"engineBuilder": "registry.local/builder:dev"},
+                  tensorrtLLM={"buildTimeoutSeconds": 900})
+    container = build.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in container["env"]
+    assert container["image"] == "registry.local/builder:dev"
+    assert build.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["activeDeadlineSeconds"] == 900
+
+    local = model(source={"pvc": {"claimName": "weights", "path": "/qwen2-7b"}})
+    manifest = build.build_job(local, key_of(local), 1, SETTINGS)
+    pod = manifest["spec"]["template"]["spec"]
+    assert {"name": "source", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}} in pod["volumes"]
+    assert pod["containers"][0]["command"] == tensorrt_llm.builder_command(local.spec, key_of(local),
+                                                                            "/models/source/qwen2-7b")
+    assert not any(e["name"] == "HF_TOKEN" for e in pod["containers"][0]["env"])
+
+
+def test_cache_claim_is_shared_and_never_owned():
+    claim = build.cache_claim(model(tensorrtLLM={"engineCache": {"claimName": "engines", "size": "500Gi",
+                                                                 "storageClassName": "nfs", "accessMode": "ReadWriteOnce"}}))
+    assert claim["metadata"]["name"] == "engines" and "ownerReferences" not in claim["metadata"]
+    assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "500Gi"}},
+                             "storageClassName": "nfs"}
+    default = build.cache_claim(model())
+    assert "storageClassName" not in default["spec"]  # the cluster's default class
+    assert default["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+# ---------------------------------------------------------------------------------- serving objects
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_engine_backend_serves_the_ensemble(tp):
+    m = model(engine={"tensorParallel": tp}, replicas=2)
+    objects = {o["kind"]: o for o in render.desired_objects(m, SETTINGS)}
+    assert set(objects) == {"ConfigMap", "Deployment", "Service"}
+    key = key_of(m)
+    files = tensorrt_llm.ensemble_repository(m.spec, key)
+    assert objects["ConfigMap"]["data"] == {path.replace("/", "__"): text for path, text in files.items()}
+    deployment = objects["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["metadata"]["ownerReferences"][0]["uid"] == "uid-qwen"
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == SETTINGS.trtllm_triton_image
+    assert container["command"] == tensorrt_llm.serve_command(m.spec, render.REPOSITORY_DIR)
+    assert (container["command"][0] == "mpirun") == (tp > 1)
+    resources = container["resources"]
+    assert resources["requests"]["nvidia.com/gpu"] == resources["limits"]["nvidia.com/gpu"] == str(tp)
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["cache"]["persistentVolumeClaim"] == {"claimName": "conch-engine-cache", "readOnly": True}
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": f"{2 * tp}Gi"}
+    assert {"name": "cache", "mountPath": "/cache", "readOnly": True} in container["volumeMounts"]
+    probe = container["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 30 * 60
+    assert [p["containerPort"] for p in container["ports"]] == [8000, 8001, 8002]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The init container assembles the repository: the image's templates, then the ConfigMap's files.
+    (init,) = pod["initContainers"]
+    assert "/app/all_models/inflight_batcher_llm/." in init["command"][2]
+    assert init["command"][4:] == sorted(files)
+    items = volumes["config"]["configMap"]["items"]
+    assert {i["path"] for i in items} == set(files) and {i["key"] for i in items} == set(objects["ConfigMap"]["data"])
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[render_trtllm.ENGINE_KEY_ANNOTATION] == key
+
+
+def test_pytorch_backend_serves_the_llmapi_model():
+    m = model(quantization="int4_awq", tensorrtLLM={"backend": "pytorch"},
+              source={"huggingFace": {"repoId": "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4",
+                                      "tokenSecretRef": {"name": "hf", "key": "token"}}})
+    objects = {o["kind"]: o for o in render.desired_objects(m, SETTINGS)}
+    files = tensorrt_llm.llmapi_repository(m.spec, "/models/source")
+    assert objects["ConfigMap"]["data"] == {p.replace("/", "__"): t for p, t in files.items()}
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    download, assemble = pod["initContainers"]
+    assert download["command"][-3:] == ["hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "main", "/models/source"]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in download["env"]
+    assert "/app/all_models/llmapi/." in assemble["command"][2]
+    assert not any(v["name"] == "cache" for v in pod["volumes"])  # nothing is built, nothing cached
+    assert (render.triton_model(m), render.interface(m).value) == ("tensorrt_llm", "llmapi")
+    assert (render.triton_model(model()), render.interface(model()).value) == ("ensemble", "ensemble")
+
+    on_pvc = model(quantization="fp8", tensorrtLLM={"backend": "pytorch"},
+                   source={"pvc": {"claimName": "weights", "path": "llama-fp8"}})
+    assert render_trtllm.checkpoint_path(on_pvc) == "/models/source/llama-fp8"
+    pod = render_trtllm.deployment(on_pvc, SETTINGS, render_trtllm.repository_config_map(on_pvc))["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["repository"]
+
+
+def test_user_resources_keep_the_gpu_count():
+    m = model(engine={"tensorParallel": 2}, resources={"requests": {"cpu": "16", "memory": "96Gi", "nvidia.com/gpu": 1},
+                                                        "limits": {"memory": "128Gi"}})
+    assert render_trtllm.gpu_resources(m, SETTINGS) == {
+        "requests": {"cpu": "16", "memory": "96Gi", "nvidia.com/gpu": "2"},
+        "limits": {"memory": "128Gi", "nvidia.com/gpu": "2"}}
+
+
+# ---------------------------------------------------------------------------------------- decisions
+
+
+def test_first_model_creates_the_job_and_waits_for_it():
+    m = model()
+    decision = build.decide(m, key_of(m), None, CLAIM, None, [], NOW, SETTINGS)
+    assert decision.action == Action.CREATE_JOB and decision.attempt == 1
+    assert (decision.engine.ready, decision.engine.reason) == (False, "BuildPending")
+    assert decision.engine.status.cacheKey == key_of(m) and decision.engine.status.job == build.job_name(key_of(m))
+
+    pending = {"metadata": {"name": "p"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."}]}}
+    waiting = build.decide(m, key_of(m), None, CLAIM, job(m, active=1), [pending], NOW, SETTINGS)
+    assert waiting.action == Action.WAIT and waiting.engine.reason == "BuildPending"
+    assert "Insufficient nvidia.com/gpu" in waiting.engine.message
+
+    running = {"metadata": {"name": "p"}, "status": {"phase": "Running", "startTime": "2026-09-01T11:58:00Z"}}
+    building = build.decide(m, key_of(m), None, CLAIM, job(m, active=1), [running], NOW, SETTINGS)
+    assert building.action == Action.WAIT and building.engine.reason == "Building"
+    assert "running in pod p since 2026-09-01T11:58:00Z" in building.engine.message
+
+
+def test_success_is_recorded_then_shared():
+    first = model("first", status={"conditions": [{"type": "EngineReady", "status": "False", "reason": "Building"}]})
+    key = key_of(first)
+    done = build.decide(first, key, None, CLAIM, job(first, conditions=COMPLETE, completionTime="2026-09-01T11:59:30Z"),
+                        [], NOW, SETTINGS)
+    assert done.action == Action.RECORD_BUILT
+    assert (done.engine.ready, done.engine.reason) == (True, "EngineBuilt")
+    record = done.record
+    assert record["path"] == f"engines/{key}/engine" and record["builtAt"] == "2026-09-01T11:59:30Z"
+    assert record["job"] == build.job_name(key) and record["claimUid"] == "claim-1"
+    assert record["versions"]["tensorrtLLM"] == tensorrt_llm.TRTLLM_VERSION
+    ledger = build.ledger_object("ns", key, record)
+    assert build.read_record(ledger, key) == record and "ownerReferences" not in ledger["metadata"]
+
+    # A second Model with the same engine inputs (other name, replicas, display name): same key,
+    # no Job looked at or created, EngineCached.
+    second = model("second", replicas=3, displayName="Qwen 2")
+    assert key_of(second) == key
+    cached = build.decide(second, key, record, CLAIM, None, [], NOW, SETTINGS)
+    assert cached.action == Action.WAIT and (cached.engine.ready, cached.engine.reason) == (True, "EngineCached")
+    # The builder's Model keeps saying EngineBuilt on later reconciles.
+    first_after = model("first", status={"conditions": [{"type": "EngineReady", "status": "True", "reason": "EngineBuilt"}]})
+    assert build.decide(first_after, key, record, CLAIM, None, [], NOW, SETTINGS).engine.reason == "EngineBuilt"
+
+    # A claim deleted and created again has lost its engines: build again.
+    fresh_claim = {"metadata": {"name": "conch-engine-cache", "uid": "claim-2"}}
+    assert build.decide(second, key, record, fresh_claim, None, [], NOW, SETTINGS).action == Action.CREATE_JOB
+
+
+def test_changed_engine_inputs_change_the_key():
+    base = key_of(model())
+    assert key_of(model(engine={"maxSeqLen": 8192})) != base
+    assert key_of(model(gpu={"count": 1, "product": "NVIDIA-A100-SXM4-80GB"})) != base
+    assert key_of(model(replicas=4, env=[{"name": "X", "value": "1"}])) == base
+
+
+def test_failure_is_recorded_with_the_builders_words():
+    m = model()
+    key = key_of(m)
+    failed_job = job(m, conditions=failed(), failed=3)
+    pod = failed_pod()
+    message = build.failure_message(failed_job, pod)
+    assert message.startswith(f"build Job {build.job_name(key)} failed: BackoffLimitExceeded")
+    assert "exited with code 1 (Error): ValueError: no GPTQ checkpoint" in message
+    assert not build.needs_log_tail(pod)
+
+    decision = build.decide(m, key, None, CLAIM, failed_job, [pod], NOW, SETTINGS, failure=message)
+    assert decision.action == Action.RECORD_FAILURE
+    engine = decision.engine
+    assert (engine.ready, engine.reason, engine.failed) == (False, "BuildFailed", True)
+    assert engine.status.attempts == 1 and engine.status.lastFailure == message
+    assert engine.status.retryAfter == "2026-09-01T12:00:00Z"  # failed at 11:59 + 1 minute
+    assert decision.record["jobUid"] == "job-1" and decision.record["attempts"] == 1
+
+    # Recorded: no second record; before retryAfter nothing happens, after it the Job is replaced.
+    record = decision.record
+    early = build.decide(m, key, record, CLAIM, failed_job, [pod], NOW - timedelta(seconds=30), SETTINGS)
+    assert early.action == Action.WAIT and early.engine.reason == "BuildFailed"
+    due = build.decide(m, key, record, CLAIM, failed_job, [pod], NOW + timedelta(seconds=1), SETTINGS)
+    assert due.action == Action.RETRY and due.attempt == 2
+    assert due.engine.status.retryAfter is None and due.engine.status.attempts == 1
+    # The failed Job already gone (TTL, or deleted by the retry): same schedule.
+    assert build.decide(m, key, record, CLAIM, None, [], NOW - timedelta(seconds=30), SETTINGS).action == Action.WAIT
+    assert build.decide(m, key, record, CLAIM, None, [], NOW + timedelta(seconds=1), SETTINGS).attempt == 2
+
+
+def test_failure_without_termination_message_uses_the_log_tail():
+    m = model()
+    pod = failed_pod(message="")
+    assert build.needs_log_tail(pod)
+    message = build.failure_message(job(m, conditions=failed(reason="DeadlineExceeded")), pod,
+                                    "loading checkpoint\nCUDA out of memory\n")
+    assert "DeadlineExceeded" in message and message.endswith("CUDA out of memory")
+    huge = build.failure_message(job(m, conditions=failed()), failed_pod(message="x" * 10_000))
+    assert len(huge) <= build.MAX_FAILURE_CHARS + 1
+
+
+def test_back_off_doubles_and_is_capped():
+    delays = [build.retry_delay(n, SETTINGS).total_seconds() for n in range(1, 9)]
+    assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    second = model()
+    decision = build.decide(second, key_of(second), {"state": "failed", "attempts": 1, "jobUid": "old"}, CLAIM,
+                            job(second, attempt=2, uid="job-2", conditions=failed(at="2026-09-01T12:00:00Z")),
+                            [], NOW, SETTINGS, failure="boom")
+    assert decision.record["attempts"] == 2 and decision.record["retryAfter"] == "2026-09-01T12:02:00Z"
+
+
+def test_retry_due_reads_the_status():
+    body = {"status": {"engine": {"retryAfter": "2026-09-01T12:00:00Z"}}}
+    assert build.retry_due(body, NOW) and not build.retry_due(body, NOW - timedelta(seconds=1))
+    assert not build.retry_due({"status": {}}, NOW)
+
+
+# ------------------------------------------------------------------------------------------ status
+
+
+def test_status_while_building_then_serving():
+    m = model()
+    building = EngineObservation(False, "Building", "build Job x running", status=build.decide(
+        m, key_of(m), None, CLAIM, None, [], NOW, SETTINGS).engine.status)
+    status = compute_status(m, Observed(engine=building), "2026-09-01T12:00:00Z")
+    assert status.phase == Phase.BUILDING
+    conditions = {c.type: (c.status, c.reason) for c in status.conditions}
+    assert conditions == {"Ready": ("False", "EngineNotReady"), "Available": ("False", "EngineNotReady"),
+                          "EngineReady": ("False", "Building"), "Degraded": ("False", "AsExpected")}
+    assert status.engine.cacheKey == key_of(m)
+    assert status.tritonModel == "ensemble" and status.interface.value == "ensemble"
+    assert status.endpoint == "http://qwen-triton.ns.svc:8000" and status.grpcAddress == "qwen-triton.ns.svc:8001"
+
+    built = EngineObservation(True, "EngineBuilt", "built", status=building.status)
+    deployment = {"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                             "conditions": [{"type": "Available", "status": "True"}]}}
+    ready = compute_status(m, Observed(engine=built, deployment=deployment), "2026-09-01T12:05:00Z")
+    assert ready.phase == Phase.READY
+    assert {c.type: c.status for c in ready.conditions} == {"Ready": "True", "Available": "True", "EngineReady": "True",
+                                                            "Degraded": "False"}
+
+
+def test_status_of_a_failed_build_is_degraded():
+    m = model()
+    decision = build.decide(m, key_of(m), None, CLAIM, job(m, conditions=failed()), [failed_pod()], NOW, SETTINGS,
+                            failure="build Job x failed: BackoffLimitExceeded; pod p exited with code 1: boom")
+    status = compute_status(m, Observed(engine=decision.engine), "2026-09-01T12:00:00Z")
+    assert status.phase == Phase.DEGRADED
+    degraded = status.condition("Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "BuildFailed") and "boom" in degraded.message
+    assert status.condition("EngineReady").reason == "BuildFailed"
+    assert status.engine.attempts == 1 and status.engine.retryAfter == "2026-09-01T12:00:00Z"
+
+
+def test_pytorch_backend_needs_no_build():
+    m = model(quantization="int4_awq", tensorrtLLM={"backend": "pytorch"})
+    engine = EngineObservation(True, "NoBuildNeeded", "the pytorch backend loads the checkpoint itself")
+    status = compute_status(m, Observed(engine=engine), "2026-09-01T12:00:00Z")
+    assert status.condition("EngineReady").reason == "NoBuildNeeded" and status.engine is None
+    assert status.phase == Phase.DEPLOYING and status.tritonModel == "tensorrt_llm"
+
+
+def test_build_jobs_find_their_models():
+    view = ClusterView()
+    view.use_engine(("ns", "a"), "ns", "k1")
+    view.use_engine(("ns", "b"), "ns", "k1")
+    view.use_engine(("other", "a"), "other", "k1")
+    assert view.engine_users("ns", "k1") == [("ns", "a"), ("ns", "b")]
+    view.use_engine(("ns", "b"), "ns", "k2")  # b's spec changed: another engine
+    assert view.engine_users("ns", "k1") == [("ns", "a")] and view.engine_users("ns", "k2") == [("ns", "b")]
+    view.model_event("DELETED", {"metadata": {"namespace": "ns", "name": "a"}})
+    assert view.engine_users("ns", "k1") == []
+
+
+def test_status_patch_removes_what_is_gone():
+    from conch_operator.reconcile import _with_removals
+
+    previous = {"phase": "Degraded", "engine": {"attempts": 1, "retryAfter": "T", "lastFailure": "boom"}}
+    new = {"phase": "Building", "engine": {"attempts": 1, "lastFailure": "boom"}}
+    assert _with_removals(previous, new) == {"phase": "Building",
+                                             "engine": {"attempts": 1, "lastFailure": "boom", "retryAfter": None}}
+    assert _with_removals({"engine": {"attempts": 0}}, {}) == {"engine": None}
