@@ -15,7 +15,15 @@ from typing import Iterable, Mapping
 
 from google.protobuf import text_format
 
-from .contract import EMBEDDING_INPUTS, EMBEDDING_OUTPUTS, ENSEMBLE_INPUTS, ENSEMBLE_OUTPUTS, TensorSpec
+from .contract import (
+    EMBEDDING_INPUTS,
+    EMBEDDING_OUTPUTS,
+    ENSEMBLE_INPUTS,
+    ENSEMBLE_OUTPUTS,
+    LLMAPI_INPUTS,
+    LLMAPI_OUTPUTS,
+    TensorSpec,
+)
 
 
 def _load_model_config_pb2() -> ModuleType:
@@ -54,9 +62,17 @@ def llama_cpp_config(
     n_ctx: int = 4096,
     n_threads: int = 0,
     instances: int = 1,
+    interface: str = "ensemble",
 ) -> mc.ModelConfig:
-    """A decoupled Python-backend model running a GGUF file, speaking the ensemble contract."""
-    config = _decoupled_python_model(name, instances)
+    """A decoupled Python-backend model running a GGUF file, speaking TensorRT-LLM's `ensemble`
+    or `llmapi` interface (see `contract.py`)."""
+    if interface == "ensemble":
+        config = _decoupled_python_model(name, instances)
+    elif interface == "llmapi":
+        config = _decoupled_python_model(name, instances, LLMAPI_INPUTS, LLMAPI_OUTPUTS, max_batch_size=0)
+    else:
+        raise ValueError(f"unknown tensor interface {interface!r}: use 'ensemble' or 'llmapi'")
+    config.parameters["interface"].string_value = interface
     config.parameters["gguf_path"].string_value = gguf_path
     config.parameters["n_ctx"].string_value = str(n_ctx)
     config.parameters["n_threads"].string_value = str(n_threads)
@@ -119,11 +135,12 @@ def write_repository(root: Path, files: Mapping[str, str]) -> Path:
     return root
 
 
-def _decoupled_python_model(name: str, instances: int) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, backend="python", max_batch_size=1)
+def _decoupled_python_model(name: str, instances: int, inputs: Iterable[TensorSpec] = ENSEMBLE_INPUTS,
+                            outputs: Iterable[TensorSpec] = ENSEMBLE_OUTPUTS, *, max_batch_size: int = 1) -> mc.ModelConfig:
+    config = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
     config.model_transaction_policy.decoupled = True
-    _add_tensors(config.input, ENSEMBLE_INPUTS, inputs=True)
-    _add_tensors(config.output, ENSEMBLE_OUTPUTS, inputs=False)
+    _add_tensors(config.input, inputs, inputs=True)
+    _add_tensors(config.output, outputs, inputs=False)
     config.instance_group.add(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU)
     return config
 

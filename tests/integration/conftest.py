@@ -9,12 +9,18 @@ import httpx
 import pytest
 
 from support import GatewayServer
-from support.stack import make_gateway, repository_models
+from support.stack import llmapi_models, make_gateway, repository_models
+
+
+def all_models(triton):
+    """The test Triton's models, SmolLM2 once behind each TensorRT-LLM interface."""
+    grpc = f"127.0.0.1:{triton.ports.grpc}"
+    return repository_models(triton.url, grpc) + llmapi_models(triton.url, grpc)
 
 
 @pytest.fixture(scope="session")
 def gateway(triton) -> Iterator[GatewayServer]:
-    models = repository_models(triton.url, f"127.0.0.1:{triton.ports.grpc}")
+    models = all_models(triton)
     with make_gateway(models, default_model="smollm2") as server:
         yield server
 
@@ -28,7 +34,7 @@ def client(gateway) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def grpc_gateway(triton) -> Iterator[GatewayServer]:
     """The same gateway, streaming from Triton over gRPC instead of HTTP."""
-    models = repository_models(triton.url, f"127.0.0.1:{triton.ports.grpc}")
+    models = all_models(triton)
     with make_gateway(models, default_model="smollm2", stream_transport="grpc") as server:
         yield server
 

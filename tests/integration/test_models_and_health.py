@@ -11,7 +11,7 @@ pytestmark = pytest.mark.triton
 def test_models_in_both_shapes(client, triton):
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == ["all-minilm-l6-v2", "echo", "fault", "smollm2"]
+    assert [m["id"] for m in body["data"]] == ["all-minilm-l6-v2", "echo", "fault", "smollm2", "smollm2-llmapi"]
     assert all(m["object"] == "model" for m in body["data"])
     smollm2 = next(m for m in body["models"] if m["id"] == "smollm2")
     assert smollm2 == {"id": "smollm2", "name": "SmolLM2-135M-Instruct-Q4_1", "status": "healthy",
@@ -24,8 +24,8 @@ def test_health_carries_seed_000_and_001_fields(client):
     body = response.json()
     assert body["status"] == "healthy"
     assert body["models"] == {"all-minilm-l6-v2": "healthy", "echo": "healthy", "fault": "healthy",
-                              "smollm2": "healthy"}
-    assert body["total"] == 4 and body["healthy"] == 4 and body["model_loaded"] is True
+                              "smollm2": "healthy", "smollm2-llmapi": "healthy"}
+    assert body["total"] == 5 and body["healthy"] == 5 and body["model_loaded"] is True
     assert body["memory_usage"].endswith("GB") and "/" in body["memory_usage"]
     assert body["active_connections"] >= 1  # this request
 
@@ -33,8 +33,9 @@ def test_health_carries_seed_000_and_001_fields(client):
 def test_full_health_probes_triton_live(client):
     body = client.get("/health/full").json()
     assert body == {"status": "healthy", "details": {"all-minilm-l6-v2": "healthy", "echo": "healthy",
-                                                     "fault": "healthy", "smollm2": "healthy"},
-                    "total": 4, "healthy": 4}
+                                                     "fault": "healthy", "smollm2": "healthy",
+                                                     "smollm2-llmapi": "healthy"},
+                    "total": 5, "healthy": 5}
 
 
 def test_health_is_degraded_when_a_model_is_missing(triton):

@@ -16,13 +16,16 @@ from . import REPO_ROOT, GatewayServer, model_resource
 
 FAULT_MODEL = REPO_ROOT / "tests" / "integration" / "triton_models" / "fault"
 N_CTX = 2048
+LLMAPI_MODEL = "smollm2-llmapi"  # the same SmolLM2 behind TensorRT-LLM's llmapi interface
 
 
 def write_test_repository(root: Path) -> Path:
-    """The bundled SmolLM2, the echo model, and the fault-injecting test model."""
+    """The bundled SmolLM2 (twice: behind the ensemble and the llmapi interface), the echo
+    model, and the fault-injecting test model."""
     model = bundled.smollm2()
     repository.write_repository(root, {
         **repository.llama_cpp_files("smollm2", str(model.gguf_path), n_ctx=N_CTX),
+        **repository.llama_cpp_files(LLMAPI_MODEL, str(model.gguf_path), n_ctx=N_CTX, interface="llmapi"),
         **repository.echo_files("echo"),
         **repository.embedding_files("all-minilm-l6-v2", str(bundled.minilm().model_dir)),  # the bundled embedding model
         "fault/config.pbtxt": repository.render_config(repository.echo_config("fault")),
@@ -48,6 +51,13 @@ def repository_models(triton_url: str, grpc_address: str | None = None) -> list[
         Model.model_validate(model_resource("all-minilm-l6-v2", triton_url, "all-minilm-l6-v2", interface="embedding",
                                             display_name="all-MiniLM-L6-v2", promptFamily=None)),
     ]
+
+
+def llmapi_models(triton_url: str, grpc_address: str | None = None) -> list[Model]:
+    """A Model routing to the llmapi SmolLM2, published with interface llmapi."""
+    return [Model.model_validate(model_resource(LLMAPI_MODEL, triton_url, LLMAPI_MODEL, interface="llmapi",
+                                                display_name="SmolLM2-135M-Instruct-Q4_1 (llmapi)",
+                                                chatTemplate=bundled_template(), grpc_address=grpc_address))]
 
 
 def make_gateway(models: list[Model], **settings) -> GatewayServer:

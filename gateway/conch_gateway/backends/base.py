@@ -24,7 +24,7 @@ class GenerationRequest:
 @dataclass(slots=True)
 class GenerationResult:
     text: str
-    output_tokens: int
+    output_tokens: int | None  # None: the interface reports no counts (TensorRT-LLM's llmapi model)
     input_tokens: int | None
     finish_reason: str  # "stop" | "length"
     stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings

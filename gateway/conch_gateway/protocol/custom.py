@@ -31,7 +31,7 @@ class Usage(BaseModel):
 
 class CustomGenerateResponse(BaseModel):
     text: str
-    usage: Usage
+    usage: Usage | None  # None: the model's interface does not count tokens
     latency: float = Field(description="Seconds the gateway spent on the request.")
     model: str
     finish_reason: str

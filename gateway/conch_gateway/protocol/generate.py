@@ -39,4 +39,5 @@ class GenerateRequest(BaseModel):
 class GenerateResponse(BaseModel):
     generated_text: str = Field(description="The generated text, without the prompt.")
     model: str = Field(description="The real name of the model that answered.")
-    tokens: int = Field(description="Generated tokens, as counted by the inference server.")
+    tokens: int | None = Field(description="Generated tokens, as counted by the inference server; null when "
+                               "the model's interface does not count them (TensorRT-LLM's llmapi model).")

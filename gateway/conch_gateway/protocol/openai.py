@@ -135,7 +135,7 @@ class ChatCompletion(BaseModel):
     model: str
     system_fingerprint: str | None = None
     choices: list[ChatChoice]
-    usage: Usage
+    usage: Usage | None  # None: the model's interface does not count tokens
 
 
 class CompletionChoice(BaseModel):
@@ -152,7 +152,7 @@ class Completion(BaseModel):
     model: str
     system_fingerprint: str | None = None
     choices: list[CompletionChoice]
-    usage: Usage
+    usage: Usage | None  # None: the model's interface does not count tokens
 
 
 class Embedding(BaseModel):

@@ -47,7 +47,7 @@ class TGIRequest(BaseModel):
 
 class TGIDetails(BaseModel):
     finish_reason: Literal["length", "eos_token", "stop_sequence"]
-    generated_tokens: int
+    generated_tokens: int | None  # None: the model's interface does not count tokens
     seed: int | None = None
     # Triton's TensorRT-LLM interfaces return text, not token ids or log-probabilities.
     prefill: list[dict[str, Any]] = Field(default_factory=list)

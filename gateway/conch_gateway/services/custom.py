@@ -45,7 +45,9 @@ def generation_request(request: CustomGenerateRequest, model: ServedModel) -> Ge
     )
 
 
-def usage(input_tokens: int | None, output_tokens: int) -> Usage:
+def usage(input_tokens: int | None, output_tokens: int | None) -> Usage | None:
+    if output_tokens is None:  # the model's interface does not count tokens (llmapi)
+        return None
     prompt = input_tokens or 0
     return Usage(prompt_tokens=prompt, completion_tokens=output_tokens, total_tokens=prompt + output_tokens)
 
@@ -104,9 +106,13 @@ def _token_events(delta: StreamDelta) -> list[str]:
     if delta.finish_reason is None:
         return [orjson.dumps({"token": delta.text, "finished": False}).decode()] if delta.text else []
     return [orjson.dumps({"token": delta.text, "finished": True, "finish_reason": delta.finish_reason,
-                          "usage": usage(delta.input_tokens, delta.output_tokens).model_dump()}).decode()]
+                          "usage": _dump(usage(delta.input_tokens, delta.output_tokens))}).decode()]
 
 
 def _error_event(exc: errors.ConchError) -> str:
     return orjson.dumps({"error": {"code": exc.code, "message": exc.message, "details": exc.details},
                          "finished": True}).decode()
+
+
+def _dump(value: Usage | None) -> dict | None:
+    return value.model_dump() if value else None

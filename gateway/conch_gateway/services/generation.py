@@ -50,11 +50,11 @@ class GenerationService:
         except (BackendUnavailable, BackendTimeout, BackendFailed) as exc:
             raise self._failure(model, exc) from exc
         text, stopped = cut_at_stop(codec.text(payload), request.stop)
-        output_tokens = codec.output_tokens(payload)
-        if output_tokens is None:
-            raise errors.triton_server_error(model.id, "the model did not report how many tokens it generated")
-        self._metrics.tokens_generated(model.id, output_tokens)
-        finish = "length" if output_tokens >= request.max_tokens and not stopped else "stop"
+        output_tokens, reported = codec.output_tokens(payload), codec.finish_reason(payload)
+        if output_tokens is None and reported is None:
+            raise errors.triton_server_error(model.id, "the model reported neither its token count nor why it finished")
+        self._count_tokens(model, output_tokens)
+        finish = "stop" if stopped else reported or _finish_by_count(output_tokens, request.max_tokens)
         return GenerationResult(text=text, output_tokens=output_tokens,
                                 input_tokens=codec.input_tokens(payload), finish_reason=finish, stop_sequence=stopped)
 
@@ -78,7 +78,8 @@ class GenerationService:
         deadline = asyncio.get_running_loop().time() + seconds
         stops = StopFilter(request.stop)
         events = self._events(model, codec, request)
-        output_tokens, input_tokens = 0, None
+        new_text = codec.text_deltas()  # one reader per stream: llmapi sends all text so far each time
+        output_tokens, input_tokens, reported = None, None, None
         try:
             while True:
                 try:
@@ -90,21 +91,23 @@ class GenerationService:
                     raise self._failure(model, BackendTimeout(seconds)) from None
                 except (BackendUnavailable, BackendFailed) as exc:
                     raise self._failure(model, exc) from exc
-                tokens = codec.output_tokens(payload) or 0
-                output_tokens += tokens
+                tokens = codec.output_tokens(payload)
+                if tokens is not None:
+                    output_tokens = (output_tokens or 0) + tokens
                 if input_tokens is None:
                     input_tokens = codec.input_tokens(payload)
-                text, stopped = stops.feed(codec.text(payload))
+                reported = codec.finish_reason(payload) or reported
+                text, stopped = stops.feed(new_text(payload))
                 if stopped:
-                    self._metrics.tokens_generated(model.id, output_tokens)
-                    yield StreamDelta(text, tokens, output_tokens, input_tokens, "stop", stop_sequence=True)
+                    self._count_tokens(model, output_tokens)
+                    yield StreamDelta(text, tokens or 0, output_tokens, input_tokens, "stop", stop_sequence=True)
                     return  # closing `events` below cancels the rest in Triton
                 if text or tokens:
-                    yield StreamDelta(text, tokens, output_tokens, input_tokens)
+                    yield StreamDelta(text, tokens or 0, output_tokens, input_tokens)
         finally:
             await events.aclose()
-        self._metrics.tokens_generated(model.id, output_tokens)
-        finish = "length" if output_tokens >= request.max_tokens else "stop"
+        self._count_tokens(model, output_tokens)
+        finish = reported or _finish_by_count(output_tokens, request.max_tokens)
         yield StreamDelta(stops.flush(), 0, output_tokens, input_tokens, finish)
 
     def _events(self, model: ServedModel, codec: Codec, request: GenerationRequest):
@@ -113,6 +116,10 @@ class GenerationService:
             return self._triton.stream_grpc(model.grpc_address, model.triton_model, body, DATATYPES,
                                             batched=codec.names.batched)
         return self._triton.generate_stream(model.endpoint, model.triton_model, body)
+
+    def _count_tokens(self, model: ServedModel, output_tokens: int | None) -> None:
+        if output_tokens is not None:
+            self._metrics.tokens_generated(model.id, output_tokens)
 
     def _failure(self, model: ServedModel, exc: BackendFailed | BackendUnavailable | BackendTimeout) -> errors.ConchError:
         if isinstance(exc, BackendUnavailable):
@@ -128,11 +135,17 @@ class GenerationService:
 @dataclass(slots=True)
 class StreamDelta:
     text: str
-    tokens: int  # tokens generated for this delta
-    output_tokens: int  # tokens generated so far
+    tokens: int  # tokens generated for this delta (0 when the interface does not count)
+    output_tokens: int | None  # tokens generated so far; None when the interface does not count
     input_tokens: int | None
     finish_reason: str | None = None  # "stop" | "length", on the last delta only
     stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings
+
+
+def _finish_by_count(output_tokens: int | None, max_tokens: int) -> str:
+    """For interfaces that do not say why they finished (the ensemble): all tokens used up means
+    the limit cut the text."""
+    return "length" if output_tokens is not None and output_tokens >= max_tokens else "stop"
 
 
 async def _starting_with(first: StreamDelta, rest: AsyncIterator[StreamDelta]) -> AsyncIterator[StreamDelta]:

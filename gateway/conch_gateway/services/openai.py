@@ -93,7 +93,10 @@ def generation_request(request: api._Sampling, prompt: str, model: ServedModel, 
     )
 
 
-def usage(results: list[GenerationResult], prompts: int = 1) -> api.Usage:
+def usage(results: list[GenerationResult], prompts: int = 1) -> api.Usage | None:
+    """None when the model's interface does not count tokens (llmapi): unknown, not made up."""
+    if any(r.output_tokens is None for r in results):
+        return None
     # OpenAI counts a prompt once however many choices it has.
     per_prompt = len(results) // max(prompts, 1)
     prompt_tokens = sum(r.input_tokens or 0 for r in results[::per_prompt or 1])
@@ -197,7 +200,7 @@ class ChunkWriter:
         self._echo = echo
         self._started: set[int] = set()
         self._prompt_tokens: dict[int, int] = {}
-        self._completion_tokens: dict[int, int] = {}
+        self._completion_tokens: dict[int, int | None] = {}
 
     def chat_delta(self, item: tuple[int, StreamDelta]) -> list[str]:
         index, delta = item
@@ -231,8 +234,11 @@ class ChunkWriter:
         if self._include_usage:
             # A prompt counts once, however many choices it has.
             prompt = sum(v for i, v in self._prompt_tokens.items() if i % self._choices_per_prompt == 0)
-            completion = sum(self._completion_tokens.values())
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+            counts = self._completion_tokens.values()
+            usage = None  # the model's interface does not count tokens (llmapi)
+            if None not in counts:
+                completion = sum(counts)
+                usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
             events.append(orjson.dumps({**self._base, "choices": [], "usage": usage}).decode())
         events.append("[DONE]")
         return events

@@ -64,6 +64,7 @@ class Chunk:
     text: str
     tokens: int
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" on the last chunk
+    stop_reason: str | None = None  # the stop string that ended generation, on the last chunk
 
 
 @dataclass
@@ -90,14 +91,16 @@ class StopStringMatcher:
         self._stops = [s for s in stop_words if s]
         self._pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop string found, once stopped
 
     def feed(self, text: str) -> str:
         """Returns the text that is now safe to emit."""
         if not self._stops:
             return text
         self._pending += text
-        first = min((i for i in (self._pending.find(s) for s in self._stops) if i >= 0), default=-1)
-        if first >= 0:
+        found = [(i, s) for s in self._stops if (i := self._pending.find(s)) >= 0]
+        if found:
+            first, self.matched = min(found, key=lambda hit: hit[0])
             self.stopped = True
             safe, self._pending = self._pending[:first], ""
             return safe
@@ -205,7 +208,7 @@ def generate(
         if matcher.stopped:
             finish = "stop"
         tail += matcher.flush()
-    yield Chunk(text=tail, tokens=unreported, finish_reason=finish)
+    yield Chunk(text=tail, tokens=unreported, finish_reason=finish, stop_reason=matcher.matched)
 
 
 def _adds_bos(llm: LlamaLike) -> bool:

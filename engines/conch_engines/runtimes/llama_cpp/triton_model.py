@@ -1,10 +1,16 @@
-"""Triton Python-backend model: a GGUF file served by llama.cpp behind TensorRT-LLM's
-`ensemble` tensor contract (see `contract.py`).
+"""Triton Python-backend model: a GGUF file served by llama.cpp behind either of TensorRT-LLM's
+tensor interfaces (see `contract.py`), chosen by the config parameter `interface`.
 
 Decoupled: `execute` only queues the request; one worker thread owns the llama.cpp context
 (which is not thread-safe) and answers through each request's response sender — one response
-per token chunk when `stream` is true, exactly one otherwise. A cancelled request (client gone,
+per token chunk when streaming, exactly one otherwise. A cancelled request (client gone,
 gateway timeout) stops generating at the next token.
+
+The interfaces differ only in names and in what a response carries, so one generation path
+serves both, driven by an `Interface` table:
+- ensemble: each streamed response holds the new text, plus token counts when asked;
+- llmapi: each response holds all text so far (TensorRT-LLM's `CompletionOutput.text`), plus
+  `finish_reason` / `stop_reason` when asked ("None" until the last one, as `str(None)` there).
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import json
 import os
 import queue
 import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -23,10 +32,56 @@ from .generation import Chunk, GenerationParams, InvalidRequest, Unsupported, Us
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
+@dataclass(frozen=True)
+class Interface:
+    params: dict[str, str]  # GenerationParams field -> the input tensor carrying it
+    defaults: dict[str, Any]  # fields a request may leave out, where the runtime default differs from ours
+    exclude_input: str  # the flag that drops the prompt echo (both default to echoing it)
+    returns: dict[str, str]  # optional output -> the flag asking for it
+    unsupported: dict[str, tuple[Any, str]]  # input -> (the most it may ask for, why no more)
+    batched: bool  # max_batch_size > 0: tensors carry a leading batch dimension
+    cumulative: bool = False  # does every response carry all text so far, not only the new text?
+    cancel_input: str | None = None  # a BOOL input that cancels the requests sharing this request's id
+
+
+ENSEMBLE = Interface(
+    params={"max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+            "seed": "seed", "stop_words": "stop_words", "bad_words": "bad_words", "end_id": "end_id",
+            "min_tokens": "min_tokens", "repetition_penalty": "repetition_penalty",
+            "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty", "stream": "stream"},
+    defaults={},
+    exclude_input="exclude_input_in_output",
+    returns={"num_input_tokens": "return_num_input_tokens", "num_output_tokens": "return_num_output_tokens"},
+    unsupported={"beam_width": (1, "beam search is not supported by the llama-cpp runtime (beam_width must be 1)"),
+                 "num_return_sequences": (1, "the llama-cpp runtime returns one sequence per request "
+                                             "(num_return_sequences must be 1)")},
+    batched=True,
+)
+
+LLMAPI = Interface(
+    params={"max_tokens": "sampling_param_max_tokens", "temperature": "sampling_param_temperature",
+            "top_p": "sampling_param_top_p", "top_k": "sampling_param_top_k", "seed": "sampling_param_seed",
+            "stop_words": "sampling_param_stop", "presence_penalty": "sampling_param_presence_penalty",
+            "frequency_penalty": "sampling_param_frequency_penalty", "stream": "streaming"},
+    defaults={"max_tokens": 32},  # TensorRT-LLM's SamplingParams.max_tokens default
+    exclude_input="sampling_param_exclude_input_from_output",
+    returns={"finish_reason": "return_finish_reason", "stop_reason": "return_stop_reason"},
+    unsupported={"sampling_param_best_of": (1, "the llama-cpp runtime returns one sequence per request "
+                                               "(sampling_param_best_of must be 1)"),
+                 "return_cumulative_logprob": (False, "the llama-cpp runtime computes no log-probabilities")},
+    batched=False,
+    cumulative=True,
+    cancel_input="stop",
+)
+
+INTERFACES = {"ensemble": ENSEMBLE, "llmapi": LLMAPI}
+
+
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self._interface = INTERFACES[params.get("interface", "ensemble")]
         threads = int(params.get("n_threads", "0")) or max(1, os.cpu_count() or 1)
         self._llm = llama_cpp.Llama(
             model_path=params["gguf_path"],
@@ -38,17 +93,34 @@ class TritonPythonModel:
         vocab = self._llm._model.vocab
         self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         self._requests: queue.Queue = queue.Queue()
+        self._live: Counter = Counter()  # request ids queued or generating
+        self._stopped: set[str] = set()  # ids a `stop` request cancelled
         self._worker = threading.Thread(target=self._serve, name="llama-cpp-generate", daemon=True)
         self._worker.start()
 
     def execute(self, requests):
         for request in requests:
-            self._requests.put(request)
+            if self._interface.cancel_input and _scalar(request, self._interface.cancel_input, False):
+                self._stop(request)  # answered at once: it must not wait behind the request it stops
+            else:
+                self._live[request.request_id()] += 1
+                self._requests.put(request)
         return None
 
     def finalize(self):
         self._requests.put(None)
         self._worker.join(timeout=30)
+
+    def _stop(self, request):
+        """TensorRT-LLM's llmapi `stop`: cancel every request carrying this one's id, and answer
+        this one with a CANCELLED error, as the real model does."""
+        sender, request_id = request.get_response_sender(), request.request_id()
+        if not request_id:
+            _send_error(sender, "A request id must be provided for request cancellation", pb_utils.TritonError.INTERNAL)
+            return
+        if self._live[request_id]:
+            self._stopped.add(request_id)
+        _send_error(sender, "Request cancelled by client", pb_utils.TritonError.CANCELLED)
 
     def _serve(self):
         while (request := self._requests.get()) is not None:
@@ -62,59 +134,59 @@ class TritonPythonModel:
             except Exception as exc:  # the model must answer every request, whatever happens
                 pb_utils.Logger.log_error(f"llama-cpp generation failed: {exc!r}")
                 _send_error(sender, f"generation failed: {exc}", pb_utils.TritonError.INTERNAL)
+            finally:
+                self._finished(request.request_id())
+
+    def _finished(self, request_id: str) -> None:
+        self._live[request_id] -= 1
+        if self._live[request_id] <= 0:
+            del self._live[request_id]
+            self._stopped.discard(request_id)
 
     def _answer(self, request, sender):
-        params, options = parse_request(request)
+        interface = self._interface
+        params, options = parse_request(request, interface)
+        request_id = request.request_id()
+        stopped = lambda: request_id in self._stopped  # noqa: E731 — a `stop` request named this one
         usage = Usage()
-        chunks = generate(self._llm, params, self._is_eog, usage, cancelled=sender.is_cancelled)
+        chunks = generate(self._llm, params, self._is_eog, usage, cancelled=lambda: sender.is_cancelled() or stopped())
         if params.stream:
+            text = ""
             for chunk in chunks:
-                if chunk.finish_reason == "cancelled":
-                    sender.send(flags=_FINAL)
+                if chunk.finish_reason == "cancelled" and not stopped():
+                    sender.send(flags=_FINAL)  # the client is gone: end the stream, nobody reads an answer
                     return
+                text += chunk.text
                 flags = _FINAL if chunk.finish_reason else 0
-                sender.send(_response(chunk.text, usage.input_tokens, chunk.tokens, options), flags=flags)
+                shown = text if interface.cumulative else chunk.text
+                sender.send(_response(interface, options, shown, chunk, usage.input_tokens, chunk.tokens), flags=flags)
             return
-        text = "".join(chunk.text for chunk in chunks)
-        if sender.is_cancelled():
+        chunks = list(chunks)
+        if chunks[-1].finish_reason == "cancelled" and not stopped():
             sender.send(flags=_FINAL)
             return
-        if not options["exclude_input_in_output"]:
-            text = params.prompt + text  # TensorRT-LLM's default: the output echoes the input
-        sender.send(_response(text, usage.input_tokens, usage.output_tokens, options), flags=_FINAL)
+        text = "".join(chunk.text for chunk in chunks)
+        if not options[interface.exclude_input]:
+            text = params.prompt + text  # both interfaces' default: the output echoes the input
+        sender.send(_response(interface, options, text, chunks[-1], usage.input_tokens, usage.output_tokens),
+                    flags=_FINAL)
 
 
-def parse_request(request) -> tuple[GenerationParams, dict]:
+def parse_request(request, interface: Interface = ENSEMBLE) -> tuple[GenerationParams, dict]:
     text = _tensor(request, "text_input")
     if text.shape[0] != 1:
         raise InvalidRequest(f"this runtime serves one sequence per request, got a batch of {text.shape[0]}")
-    if _scalar(request, "beam_width", 1) > 1:
-        raise Unsupported("beam search is not supported by the llama-cpp runtime (beam_width must be 1)")
-    if _scalar(request, "num_return_sequences", 1) > 1:
-        raise Unsupported("the llama-cpp runtime returns one sequence per request (num_return_sequences must be 1)")
-    end_id = _scalar(request, "end_id", None)
-    params = GenerationParams(
-        prompt=_decode(text.reshape(-1)[0]),
-        max_tokens=int(_scalar(request, "max_tokens", 0)),
-        temperature=float(_scalar(request, "temperature", 1.0)),
-        top_p=float(_scalar(request, "top_p", 1.0)),
-        top_k=int(_scalar(request, "top_k", 0)),
-        seed=_optional_int(_scalar(request, "seed", None)),
-        stop_words=_strings(request, "stop_words"),
-        bad_words=_strings(request, "bad_words"),
-        end_id=None if end_id is None else int(end_id),
-        min_tokens=int(_scalar(request, "min_tokens", 0)),
-        repetition_penalty=float(_scalar(request, "repetition_penalty", 1.0)),
-        presence_penalty=float(_scalar(request, "presence_penalty", 0.0)),
-        frequency_penalty=float(_scalar(request, "frequency_penalty", 0.0)),
-        stream=bool(_scalar(request, "stream", False)),
-    )
-    options = {
-        "exclude_input_in_output": bool(_scalar(request, "exclude_input_in_output", False)),
-        "return_num_input_tokens": bool(_scalar(request, "return_num_input_tokens", False)),
-        "return_num_output_tokens": bool(_scalar(request, "return_num_output_tokens", False)),
-    }
-    return params, options
+    for name, (most, reason) in interface.unsupported.items():
+        if _scalar(request, name, most) > most:
+            raise Unsupported(reason)
+    values = dict(interface.defaults)
+    for param, tensor in interface.params.items():
+        value = _strings(request, tensor) if param in ("stop_words", "bad_words") else _scalar(request, tensor, None)
+        if value is not None:
+            values[param] = value
+    params = GenerationParams(prompt=_decode(text.reshape(-1)[0]), **values)
+    flags = (interface.exclude_input, *interface.returns.values())
+    return params, {flag: bool(_scalar(request, flag, False)) for flag in flags}
 
 
 def _tensor(request, name):
@@ -136,17 +208,23 @@ def _decode(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _optional_int(value):
-    return None if value is None else int(value)
-
-
-def _response(text: str, input_tokens: int, output_tokens: int, options: dict):
-    outputs = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], dtype=np.object_))]
-    if options["return_num_input_tokens"]:
-        outputs.append(pb_utils.Tensor("num_input_tokens", np.array([[input_tokens]], dtype=np.int32)))
-    if options["return_num_output_tokens"]:
-        outputs.append(pb_utils.Tensor("num_output_tokens", np.array([[output_tokens]], dtype=np.int32)))
+def _response(interface: Interface, options: dict, text: str, chunk: Chunk, input_tokens: int, output_tokens: int):
+    """The response tensors: `text_output`, and each optional output the request asked for.
+    Shapes follow each model's batching: [1, 1] with the ensemble's batch dimension, [1] without."""
+    shape = (1, 1) if interface.batched else (1,)
+    available = {
+        "num_input_tokens": np.full(shape, input_tokens, dtype=np.int32),
+        "num_output_tokens": np.full(shape, output_tokens, dtype=np.int32),
+        "finish_reason": _strings_array(str(chunk.finish_reason), shape),  # str(None) == "None", as in TensorRT-LLM
+        "stop_reason": _strings_array(str(chunk.stop_reason), shape),
+    }
+    outputs = [pb_utils.Tensor("text_output", _strings_array(text, shape))]
+    outputs += [pb_utils.Tensor(name, available[name]) for name, flag in interface.returns.items() if options[flag]]
     return pb_utils.InferenceResponse(output_tensors=outputs)
+
+
+def _strings_array(text: str, shape: tuple[int, ...]) -> np.ndarray:
+    return np.array([text.encode("utf-8")], dtype=np.object_).reshape(shape)
 
 
 def _send_error(sender, message: str, code) -> None:
