@@ -166,7 +166,8 @@ def test_schema_rejects_bad_values(helm, values, message):
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"operator": {"replicas": 2}}, "operator.replicas > 1 is not supported: kopf peering is not leader election"),
+    ({"operator": {"replicas": 2, "leaderElection": {"enabled": False}}},
+     "operator.replicas > 1 needs operator.leaderElection.enabled=true"),
     ({"gateway": {"podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}}},
      "set exactly one of minAvailable and maxUnavailable"),
     ({"gateway": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}},
@@ -229,10 +230,12 @@ OPERATOR_NAMESPACED_RULES = {
     ("conch.dev", "models/status", ()): {"patch"},
     ("apps", "deployments", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "configmaps", ()): {"list", "create", "patch", "delete"},
+    ("", "configmaps", ("conch-engines",)): {"get"},
     ("", "services", ()): {"list", "create", "patch", "delete"},
-    ("batch", "jobs", ()): {"list", "create", "patch", "delete"},
+    ("batch", "jobs", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods", ()): {"list", "watch"},
-    ("", "persistentvolumeclaims", ()): {"get"},
+    ("", "pods/log", ()): {"get"},
+    ("", "persistentvolumeclaims", ()): {"get", "create"},
     ("", "secrets", ()): {"get"},
     ("", "events", ()): {"create"},
 }
@@ -280,10 +283,17 @@ def test_rbac_covers_what_the_operator_code_touches(helm):
     kind it owns (kube.OWNED_KINDS) can be created, applied, listed and pruned."""
     from conch_operator import kube
 
-    rules = rules_of(one(helm.render(), "ClusterRole", "conch-operator"))
+    docs = helm.render()
+    rules = rules_of(one(docs, "ClusterRole", "conch-operator"))
+    # The Lease of leader election: a Role in the release namespace, for that one Lease.
+    election = rules_of(one(docs, "Role", "conch-operator-leader-election"))
+    assert election == {("coordination.k8s.io", "leases", ()): {"create"},
+                        ("coordination.k8s.io", "leases", ("conch-operator",)): {"get", "update"}}
     for kind, (prefix, plural) in kube._RESOURCES.items():
         group = "" if prefix == "/api/v1" else prefix.split("/")[2]
-        assert rules.get((group, plural, ())), f"no rule for {kind} ({group}/{plural})"
+        if kind == "Lease":
+            continue
+        assert any(r[:2] == (group, plural) for r in rules), f"no rule for {kind} ({group}/{plural})"
         if kind in kube.OWNED_KINDS:
             assert {"create", "patch", "list", "delete"} <= rules[(group, plural, ())], kind
 
@@ -333,10 +343,26 @@ def test_images_and_settings(helm):
 
     assert env_of(operator)["CONCH_OPERATOR_CPU_TRITON_IMAGE"] == OperatorSettings.model_fields["cpu_triton_image"].default
     assert env_of(operator)["CONCH_OPERATOR_METRICS_PORT"] == str(OperatorSettings.model_fields["metrics_port"].default)
-    assert operator["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz"]
+    for setting, value in (("trtllm_triton_image", env_of(operator)["CONCH_OPERATOR_TRTLLM_TRITON_IMAGE"]),
+                           ("trtllm_builder_image", env_of(operator)["CONCH_OPERATOR_TRTLLM_BUILDER_IMAGE"]),
+                           ("gpu_default_requests", json.loads(env_of(operator)["CONCH_OPERATOR_GPU_DEFAULT_REQUESTS"])),
+                           ("build_requests", json.loads(env_of(operator)["CONCH_OPERATOR_BUILD_REQUESTS"])),
+                           ("build_retry_base_s", float(env_of(operator)["CONCH_OPERATOR_BUILD_RETRY_BASE_S"])),
+                           ("build_retry_cap_s", float(env_of(operator)["CONCH_OPERATOR_BUILD_RETRY_CAP_S"]))):
+        assert OperatorSettings().model_dump()[setting] == value, setting  # the chart's defaults are the operator's
+    assert operator["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--leader-election",
+                                "--leader-election-name=conch-operator"]
+    assert env_of(operator)["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert {p["name"]: p["containerPort"] for p in operator["ports"]} == {"healthz": 8080, "metrics": 8090}
     assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
-    assert one(docs, "Deployment", "conch-operator")["spec"]["strategy"] == {"type": "Recreate"}
+    operator_deployment = one(docs, "Deployment", "conch-operator")["spec"]
+    assert operator_deployment["replicas"] == 2  # a leader and a standby
+    assert operator_deployment["strategy"] == {"type": "RollingUpdate",
+                                               "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    single = one(helm.render({"operator": {"replicas": 1, "leaderElection": {"enabled": False}}}),
+                 "Deployment", "conch-operator")["spec"]
+    assert single["strategy"] == {"type": "Recreate"}  # without a Lease, never two at once
+    assert "--leader-election" not in single["template"]["spec"]["containers"][0]["args"]
 
     gateway_env = env_of(gateway)
     assert gateway_env["CONCH_MODEL_SOURCE"] == "kubernetes" and gateway_env["CONCH_HOST"] == "0.0.0.0"
@@ -353,8 +379,8 @@ def test_images_and_settings(helm):
     assert operator["image"] == "registry.example.com/ml/conch-operator:0.1.0-rc1"
     assert env_of(operator)["CONCH_OPERATOR_CPU_TRITON_IMAGE"] == "registry.example.com/ml/triton-cpu:0.1.0-rc1"
     assert operator["imagePullPolicy"] == "Always"
-    assert operator["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--peering=conch",
-                                "--verbose"]
+    assert operator["args"] == ["--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "--leader-election",
+                                "--leader-election-name=conch-operator", "--peering=conch", "--verbose"]
     assert env_of(operator)["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env_of(gateway)["CONCH_WATCH_NAMESPACE"] == "models" and env_of(gateway)["CONCH_DEFAULT_MODEL"] == "smollm2"
     assert "replicas" not in one(custom, "Deployment", "conch-gateway")["spec"]  # the HPA owns it
@@ -501,7 +527,8 @@ def test_dockerfiles_are_multi_stage_non_root_and_pinned():
         "operator.Dockerfile": ["python", "-m", "conch_operator"],
         "triton-cpu.Dockerfile": triton_command,  # what the operator runs in the image
     }
-    assert {p.name for p in DOCKER.glob("*.Dockerfile")} == set(expected)
+    # The engine builder is built on NVIDIA's Triton image instead: test_trtllm_builder_dockerfile.
+    assert {p.name for p in DOCKER.glob("*.Dockerfile")} == {*expected, "trtllm-builder.Dockerfile"}
     for name, entrypoint in expected.items():
         stages = dockerfile(DOCKER / name)
         assert len(stages) >= 2, f"{name}: not multi-stage"
@@ -530,6 +557,26 @@ def test_dockerfiles_are_multi_stage_non_root_and_pinned():
         f"{registry}/{DEFAULTS['operator']['tritonImage']['repository']}:{APP_VERSION}"
     for image, dockerfile_name in (("conch-gateway", "gateway"), ("conch-operator", "operator"), ("triton-cpu", "triton-cpu")):
         assert f"-t {registry}/{image}:{APP_VERSION} ." in (DOCKER / f"{dockerfile_name}.Dockerfile").read_text()
+
+
+def test_trtllm_builder_dockerfile():
+    """The build Job's image: on the very Triton image that serves the engines (an engine only loads
+    in the TensorRT-LLM that built it), non-root as the operator's pods, entry point the builder,
+    and tagged as the operator's default."""
+    from conch_engines.tensorrt_llm import TRITON_TRTLLM_IMAGE
+    from conch_operator.settings import OperatorSettings
+
+    path = DOCKER / "trtllm-builder.Dockerfile"
+    text = path.read_text()
+    stages = dockerfile(path)
+    assert all(args_of(stage, "FROM")[0].split()[0] == TRITON_TRTLLM_IMAGE for stage in stages)
+    final = stages[-1]
+    assert args_of(final, "USER") == ["1000:1000"]
+    assert json.loads(args_of(final, "ENTRYPOINT")[-1]) == ["python3", "-m", "conch_engines.tensorrt_llm.builder"]
+    for copy in args_of(final, "COPY"):
+        if "--from=" not in copy:
+            assert all((REPO_ROOT / source).exists() for source in copy.split()[:-1]), copy
+    assert f"-t {OperatorSettings().trtllm_builder_image} ." in text
 
 
 def third_party_imports(*paths: Path) -> set[str]:
@@ -723,8 +770,9 @@ class ChartOperator(Operator):
         self.args = [re.sub(r"--liveness=http://0\.0\.0\.0:\d+", f"--liveness=http://127.0.0.1:{self.liveness_port}", a)
                      for a in spec["args"]]
         self.env.update({e["name"]: e["value"] for e in spec["env"] if "value" in e})
-        self.env.update({"KUBECONFIG": str(kubeconfig), "POD_ID": pod_id, "HOME": str(log_dir),
-                         "CONCH_OPERATOR_METRICS_PORT": str(self.metrics_port)})
+        # What the Deployment's downward API would give the pod.
+        self.env.update({"KUBECONFIG": str(kubeconfig), "POD_ID": pod_id, "POD_NAME": pod_id, "POD_NAMESPACE": namespace,
+                         "HOME": str(log_dir), "CONCH_OPERATOR_METRICS_PORT": str(self.metrics_port)})
         self.log_path = log_dir / f"operator-{pod_id}.log"
 
     def start(self) -> "ChartOperator":
@@ -732,8 +780,8 @@ class ChartOperator(Operator):
         self.process = subprocess.Popen([sys.executable, "-m", "conch_operator", *self.args], env=self.env,
                                         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: "Initial authentication has finished" in self.log() or self._died(), 60,
-                   message="operator start")
+        started = ("Initial authentication has finished", "standing by")  # leader, standby
+        wait_until(lambda: any(s in self.log() for s in started) or self._died(), 60, message="operator start")
         assert self.process.poll() is None, self.log()
         return self
 
@@ -769,11 +817,11 @@ def test_install_puts_every_part_on_the_cluster(cluster, cluster_helm, release):
     status = json.loads(cluster_helm("status", RELEASE, "-n", release, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed" and status["version"] == 1
     assert "kubectl apply -n" in status["info"]["notes"] and "/v1/generate" in status["info"]["notes"]
-    for name, replicas in (("conch-operator", 1), ("conch-gateway", 2)):
+    for name, replicas in (("conch-operator", 2), ("conch-gateway", 2)):
         deployment = json.loads(cluster.kubectl("-n", release, "get", "deployment", name, "-o", "json").stdout)
         assert deployment["status"].get("readyReplicas") == replicas, name
     pods = json.loads(cluster.kubectl("-n", release, "get", "pods", "-o", "json").stdout)["items"]
-    assert len(pods) == 3 and all(p["status"]["phase"] == "Running" for p in pods)
+    assert len(pods) == 4 and all(p["status"]["phase"] == "Running" for p in pods)
     crd = json.loads(cluster.kubectl("get", "crd", "models.conch.dev", "-o", "json").stdout)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["annotations"]["meta.helm.sh/release-namespace"] == release
@@ -808,30 +856,30 @@ def test_examples_reach_their_status_with_the_operator_service_account(cluster, 
     assert not denied(operator.log()), "\n".join(denied(operator.log()))
 
 
-def test_peering_pauses_a_second_operator_instead_of_double_reconciling(cluster, release, models, tmp_path):
-    """The kopf peering objects and RBAC the chart ships work: a second operator in the same peering
-    (another replica, a developer's local run) makes both pause; when it leaves, the first resumes."""
+def test_a_second_replica_stands_by_and_takes_over(cluster, release, models, tmp_path):
+    """Leader election with the chart's Lease Role: a second operator (the chart's second replica)
+    stands by while the first leads, reconciles nothing, and leads once the first shuts down."""
     namespace, first = models
     kubeconfig = service_account_kubeconfig(cluster, release, "conch-operator", tmp_path / "second.kubeconfig")
     second = ChartOperator(cluster, release, tmp_path, kubeconfig, "chart-test-b").start()
+    lease = lambda: json.loads(cluster.kubectl("-n", release, "get", "lease", "conch-operator", "-o", "json").stdout)
     try:
-        # The first pauses as soon as it sees the second; the second starts paused and stays so.
-        wait_until(lambda: "Pausing all operators" in first.log()
-                   and "Possibly conflicting operators with the same priority" in second.log(), 30,
-                   message="both operators pause")
-        peers = json.loads(cluster.kubectl("get", "clusterkopfpeering", "conch", "-o", "json").stdout)["status"]
-        assert {"chart-test-a", "chart-test-b"} <= set(peers)
-        cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump({
-            "apiVersion": "conch.dev/v1alpha1", "kind": "Model", "metadata": {"name": "while-paused"},
+        assert "standing by" in second.log() and lease()["spec"]["holderIdentity"] == "chart-test-a"
+        new_model = lambda name: cluster.kubectl("-n", namespace, "apply", "-f", "-", input=yaml.safe_dump({
+            "apiVersion": "conch.dev/v1alpha1", "kind": "Model", "metadata": {"name": name},
             "spec": {"runtime": "llama-cpp", "source": {"file": {"path": "/models/m.gguf"}}}}))
-        wait_until(lambda: get_model(cluster, namespace, "while-paused"), 10)
-        # Paused: nothing reconciles the new Model (checked over a few seconds).
-        with pytest.raises(AssertionError):
-            wait_until(lambda: get_model(cluster, namespace, "while-paused").get("status"), 3)
+        phase = lambda name: (get_model(cluster, namespace, name).get("status") or {}).get("phase")
+        new_model("before-failover")
+        wait_until(lambda: phase("before-failover") == "Ready", 30, message="the leader reconciles")
+        assert "Initial authentication has finished" not in second.log()  # the standby never ran kopf
+
+        first.stop()  # a rollout or node drain: the leader releases the Lease on its way out
+        wait_until(lambda: lease()["spec"]["holderIdentity"] == "chart-test-b", 15, message="the standby takes over")
+        new_model("after-failover")
+        wait_until(lambda: phase("after-failover") == "Ready", 30, message="the new leader reconciles")
     finally:
         second.stop()
-    wait_until(lambda: (get_model(cluster, namespace, "while-paused").get("status") or {}).get("phase") == "Ready",
-               30, message="the first operator resumes")
+        first.start()  # the module's operator, for the tests that follow
     assert not denied(first.log() + second.log())
 
 

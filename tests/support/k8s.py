@@ -33,9 +33,10 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, interval: float 
 class Operator:
     """`python -m conch_operator` as a subprocess against a test cluster, watching one namespace."""
 
-    def __init__(self, cluster, namespace: str, log_dir: Path, **settings: Any):
+    def __init__(self, cluster, namespace: str, log_dir: Path, *, args: tuple[str, ...] = (), **settings: Any):
         self.cluster = cluster
         self.namespace = namespace
+        self.args = args
         self.metrics_port = free_port()
         self.log_path = log_dir / f"operator-{namespace}-{int(time.time() * 1000)}.log"
         self.env = cluster.env()
@@ -46,11 +47,13 @@ class Operator:
 
     def start(self) -> "Operator":
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "conch_operator", "-n", self.namespace], env=self.env,
+        self.process = subprocess.Popen([sys.executable, "-m", "conch_operator", "-n", self.namespace, *self.args],
+                                        env=self.env,
                                         cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_until(lambda: "Initial authentication has finished" in self.log() or self._died(), 60,
-                   message="operator start")
+        # A standby has started once it says so; a leader once kopf runs.
+        started = ("Initial authentication has finished", "standing by")
+        wait_until(lambda: any(s in self.log() for s in started) or self._died(), 60, message="operator start")
         assert self.process.poll() is None, self.log()
         return self
 
