@@ -7,11 +7,13 @@ never a silent hang — and that an abandoned stream is closed at once (which ca
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import aclosing
 from typing import AsyncIterator, Callable, Iterable
 
-from sse_starlette.sse import EventSourceResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .errors import ConchError
 from .services.generation import StreamDelta
@@ -19,11 +21,74 @@ from .services.generation import StreamDelta
 log = logging.getLogger("conch.gateway")
 
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of tokens
+KEEPALIVE_S = 15.0  # a comment line this often keeps idle proxies from closing a slow stream
+_PING = {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
 
 
-def event_stream(events: AsyncIterator[str], headers: dict[str, str] | None = None) -> EventSourceResponse:
-    # A comment line every 15 s keeps idle proxies from closing a slow stream.
-    return EventSourceResponse(events, sep="\n", ping=15, headers={**_HEADERS, **(headers or {})})
+class EventStream(Response):
+    """`text/event-stream` of data-only events, each written as soon as it is produced.
+
+    Leaner than sse-starlette's EventSourceResponse (a task group of three tasks and a memory
+    channel per stream), which cost streams about a third of a millisecond before the first token.
+    Here the request's own task writes the events and one watcher task waits for the client to go
+    away — it then cancels the writer, whose `aclosing` closes the generation stream, which cancels
+    the request in Triton — and sends the keep-alive comments while no event is due.
+    """
+
+    media_type = "text/event-stream"
+    charset = "utf-8"
+
+    def __init__(self, events: AsyncIterator[str], headers: dict[str, str] | None = None):
+        self.events = events
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**_HEADERS, **(headers or {})})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        writer = asyncio.current_task()
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch(receive, send, writer, gone))
+        try:
+            async with aclosing(self.events) as events:
+                async for event in events:
+                    await send({"type": "http.response.body", "body": _frame(event), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone.is_set():
+                raise
+            writer.uncancel()  # our own doing: the client left, nothing more to write
+        except OSError:  # the server reports the client gone on write
+            pass
+        finally:
+            watcher.cancel()
+
+
+async def _watch(receive: Receive, send: Send, writer: asyncio.Task, gone: asyncio.Event) -> None:
+    while True:
+        try:
+            message = await asyncio.wait_for(receive(), KEEPALIVE_S)
+        except asyncio.TimeoutError:
+            try:
+                await send(_PING)
+            except OSError:
+                message = {"type": "http.disconnect"}
+            else:
+                continue
+        if message["type"] == "http.disconnect":
+            gone.set()
+            writer.cancel()
+            return
+
+
+def _frame(event: str) -> bytes:
+    if "\n" not in event:
+        return f"data: {event}\n\n".encode()
+    return "".join(f"data: {line}\n" for line in event.split("\n")).encode() + b"\n"
+
+
+def event_stream(events: AsyncIterator[str], headers: dict[str, str] | None = None) -> EventStream:
+    return EventStream(events, headers)
 
 
 async def relay(

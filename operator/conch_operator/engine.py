@@ -10,7 +10,7 @@ from datetime import datetime
 
 from conch_api import Model
 
-from . import build, render_trtllm
+from . import build, build_job, render_trtllm
 from .build import Action, EngineObservation
 from .kube import Kube
 from .settings import OperatorSettings
@@ -26,22 +26,22 @@ def sync(kube: Kube, view: ClusterView, model: Model, settings: OperatorSettings
     key = render_trtllm.engine_key(model)
     view.use_engine((namespace, model.metadata.name), namespace, key)  # so its Job's events find this Model
 
-    claim = kube.get("PersistentVolumeClaim", namespace, build.claim_name(model))
+    claim = kube.get("PersistentVolumeClaim", namespace, build_job.claim_name(model))
     if claim is None:
-        log.info("creating engine cache claim %s/%s", namespace, build.claim_name(model))
-        claim = kube.create(build.cache_claim(model)) or kube.get("PersistentVolumeClaim", namespace,
-                                                                   build.claim_name(model))
+        log.info("creating engine cache claim %s/%s", namespace, build_job.claim_name(model))
+        claim = kube.create(build_job.cache_claim(model)) or kube.get("PersistentVolumeClaim", namespace,
+                                                                   build_job.claim_name(model))
     record = build.read_record(kube.get("ConfigMap", namespace, build.LEDGER), key)
     job = pods = None
     failure = ""
     if not build.is_built(record, claim):
-        job = kube.get("Job", namespace, build.job_name(key))
+        job = kube.get("Job", namespace, build_job.job_name(key))
         if job is not None and build.job_outcome(job) != "succeeded":
             # This Job's pods only, not those of an earlier attempt still being collected.
             pods = kube.list("Pod", namespace, f"batch.kubernetes.io/controller-uid={job['metadata']['uid']}")
         if job is not None and build.job_outcome(job) == "failed" and not build.failure_recorded(record, job):
             pod = build.failed_pod(pods or [])
-            tail = (kube.pod_log(namespace, pod["metadata"]["name"], build.BUILDER_CONTAINER, build.LOG_TAIL_BYTES)
+            tail = (kube.pod_log(namespace, pod["metadata"]["name"], build_job.BUILDER_CONTAINER, build.LOG_TAIL_BYTES)
                     if build.needs_log_tail(pod) else "")
             failure = build.failure_message(job, pod, tail)
 
@@ -51,7 +51,7 @@ def sync(kube: Kube, view: ClusterView, model: Model, settings: OperatorSettings
         log.info("engine %s built by Job %s", key, decision.record["job"])
     if claim and claim.get("status", {}).get("phase") == "Pending" and not decision.engine.ready:
         return EngineObservation(decision.engine.ready, decision.engine.reason,
-                                 f"{decision.engine.message} (engine cache claim {build.claim_name(model)} is not "
+                                 f"{decision.engine.message} (engine cache claim {build_job.claim_name(model)} is not "
                                  "bound yet)", decision.engine.failed, decision.engine.status)
     return decision.engine
 
@@ -70,6 +70,6 @@ def _carry_out(kube: Kube, model: Model, key: str, decision: build.Decision, job
     if decision.action in (Action.CREATE_JOB, Action.RETRY):
         # After a delete the name may still be taken for a moment: then the Job's DELETED event
         # brings the next reconcile, which creates it.
-        if kube.create(build.build_job(model, key, decision.attempt, settings)) is not None:
-            log.info("created build Job %s (attempt %d) for Model %s/%s", build.job_name(key), decision.attempt,
+        if kube.create(build_job.build_job(model, key, decision.attempt, settings)) is not None:
+            log.info("created build Job %s (attempt %d) for Model %s/%s", build_job.job_name(key), decision.attempt,
                      namespace, model.metadata.name)

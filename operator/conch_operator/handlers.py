@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from conch_api import GROUP, PLURAL, VERSION
 
-from . import build, render
+from . import build, build_job, render
 from .kube import Kube
 from .metrics import QUEUE_DEPTH, measured
 from .reconcile import forget, needs_apply, reconcile
@@ -89,19 +89,19 @@ async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> 
         memo.queue.add(key, apply=False)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={build.ENGINE_KEY_LABEL: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "jobs", labels={build_job.ENGINE_KEY_LABEL: kopf.PRESENT})
 async def build_job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """An engine build progressed, finished or was deleted: every Model waiting for that engine
     reconciles (with apply: a finished build brings their Triton Deployments)."""
-    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build.ENGINE_KEY_LABEL]):
+    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build_job.ENGINE_KEY_LABEL]):
         memo.queue.add(key, apply=True)
 
 
-@kopf.on.event("", "v1", "pods", labels={build.ENGINE_KEY_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={build_job.ENGINE_KEY_LABEL: kopf.PRESENT})
 async def build_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """A builder pod waits for a node or an image, or starts: the Job's status does not say so,
     the waiting Models' EngineReady message does."""
-    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build.ENGINE_KEY_LABEL]):
+    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build_job.ENGINE_KEY_LABEL]):
         memo.queue.add(key, apply=False)
 
 

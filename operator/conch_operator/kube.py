@@ -66,14 +66,8 @@ class Kube:
     def create_or_apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """For objects that most likely do not exist yet: a plain create costs the API server
         far less than a server-side apply; if the object exists after all, apply."""
-        meta = obj["metadata"]
-        try:
-            return self._request("POST", _path(obj["kind"], meta["namespace"]), {"fieldManager": FIELD_MANAGER},
-                                 body=obj)
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
-            return self.apply(obj)
+        created = self.create(obj)
+        return created if created is not None else self.apply(obj)
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         """Creates an object that must not be changed once it exists (a Job's template is

@@ -13,7 +13,7 @@ from typing import Any
 
 from conch_api import Model, TensorRTLLMBackend
 
-from . import build, render
+from . import build_job, render
 from .settings import OperatorSettings
 
 CONFIG_DIR = "/models/config"
@@ -90,10 +90,10 @@ def deployment(model: Model, settings: OperatorSettings, config_map: dict[str, A
     annotations = {render.CONFIG_HASH_ANNOTATION: render.config_hash(config_map)}
     if uses_engine(model):
         # Engines and tokenizer are read from the cache, never written by a server.
-        volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": build.claim_name(model),
+        volumes.append({"name": "cache", "persistentVolumeClaim": {"claimName": build_job.claim_name(model),
                                                                     "readOnly": True}})
         mounts.append({"name": "cache", "mountPath": tensorrt_llm.CACHE_MOUNT, "readOnly": True})
-        annotations[ENGINE_KEY_ANNOTATION] = build.key_label(engine_key(model))
+        annotations[ENGINE_KEY_ANNOTATION] = build_job.key_label(engine_key(model))
     else:
         source = spec.source
         if source.pvc:
@@ -131,8 +131,8 @@ def deployment(model: Model, settings: OperatorSettings, config_map: dict[str, A
         "volumes": volumes,
         # Requests in flight finish (Triton drains on SIGTERM) before the GPU is handed on.
         "terminationGracePeriodSeconds": 60,
-        "nodeSelector": build.gpu_node_selector(model),
-        "tolerations": build.gpu_tolerations(model),
+        "nodeSelector": build_job.gpu_node_selector(model),
+        "tolerations": build_job.gpu_tolerations(model),
     }
     if spec.affinity:
         pod_spec["affinity"] = spec.affinity

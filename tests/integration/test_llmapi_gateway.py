@@ -87,6 +87,16 @@ def test_tgi_route_serves_the_llmapi_model(stream_client):
     assert details["finish_reason"] == "length" and details["generated_tokens"] is None
 
 
+def test_repetition_penalty_is_refused_not_dropped(stream_client):
+    """llmapi has no repetition-penalty input: a clear 400 rather than a silently ignored setting."""
+    body = {"model_id": LLMAPI_MODEL, "inputs": "Hi", "parameters": {"max_new_tokens": 4, "repetition_penalty": 1.3}}
+    answer = stream_client.post("/v1/generate", json=body)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "UNSUPPORTED_PARAMETER"
+    assert answer.json()["error"]["param"] == "repetition_penalty"
+    same_for_ensemble = stream_client.post("/v1/generate", json={**body, "model_id": "smollm2"})
+    assert same_for_ensemble.status_code == 200
+
+
 def test_disconnect_cancels_generation(stream_client):
     """SmolLM2 decodes one sequence at a time: the request queued behind an abandoned long stream
     is quick only if Triton stopped generating it."""

@@ -9,7 +9,7 @@ import pytest
 
 from conch_api import Model, Phase
 from conch_engines import tensorrt_llm
-from conch_operator import build, render, render_trtllm
+from conch_operator import build, build_job, render, render_trtllm
 from conch_operator.build import Action, EngineObservation
 from conch_operator.settings import OperatorSettings
 from conch_operator.status import Observed, compute_status
@@ -35,7 +35,7 @@ def key_of(m: Model) -> str:
 
 
 def job(m: Model, *, attempt: int = 1, uid: str = "job-1", conditions: list | None = None, **status) -> dict:
-    manifest = build.build_job(m, key_of(m), attempt, SETTINGS)
+    manifest = build_job.build_job(m, key_of(m), attempt, SETTINGS)
     manifest["metadata"]["uid"] = uid
     manifest["status"] = {"conditions": conditions or [], **status}
     return manifest
@@ -63,11 +63,11 @@ def failed_pod(message: str = "ValueError: no GPTQ checkpoint", exit_code: int =
 def test_build_job_runs_on_the_serving_gpu_type(tp, product):
     m = model(engine={"tensorParallel": tp}, gpu={"count": tp, "product": product},
               tolerations=[{"key": "team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}])
-    manifest = build.build_job(m, key_of(m), 1, SETTINGS)
+    manifest = build_job.build_job(m, key_of(m), 1, SETTINGS)
     key = key_of(m)
     assert manifest["metadata"]["name"] == f"conch-engine-{key}" and len(manifest["metadata"]["name"]) <= 63
     assert "ownerReferences" not in manifest["metadata"]  # shared by every Model with this key
-    assert manifest["metadata"]["labels"][build.ENGINE_KEY_LABEL] == key
+    assert manifest["metadata"]["labels"][build_job.ENGINE_KEY_LABEL] == key
     spec = manifest["spec"]
     assert spec["activeDeadlineSeconds"] == 7200 and spec["backoffLimit"] == 2 and spec["ttlSecondsAfterFinished"] > 0
     pod = spec["template"]["spec"]
@@ -95,13 +95,13 @@ def test_build_job_sources_and_overrides():
                                           "tokenSecretRef": {"name": "hf", "key": "token"}}},
                   quantization="int4_awq", images={"engineBuilder": "registry.local/builder:dev"},
                   tensorrtLLM={"buildTimeoutSeconds": 900})
-    container = build.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    container = build_job.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in container["env"]
     assert container["image"] == "registry.local/builder:dev"
-    assert build.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["activeDeadlineSeconds"] == 900
+    assert build_job.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["activeDeadlineSeconds"] == 900
 
     local = model(source={"pvc": {"claimName": "weights", "path": "/qwen2-7b"}})
-    manifest = build.build_job(local, key_of(local), 1, SETTINGS)
+    manifest = build_job.build_job(local, key_of(local), 1, SETTINGS)
     pod = manifest["spec"]["template"]["spec"]
     assert {"name": "source", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}} in pod["volumes"]
     assert pod["containers"][0]["command"] == tensorrt_llm.builder_command(local.spec, key_of(local),
@@ -110,12 +110,12 @@ def test_build_job_sources_and_overrides():
 
 
 def test_cache_claim_is_shared_and_never_owned():
-    claim = build.cache_claim(model(tensorrtLLM={"engineCache": {"claimName": "engines", "size": "500Gi",
+    claim = build_job.cache_claim(model(tensorrtLLM={"engineCache": {"claimName": "engines", "size": "500Gi",
                                                                  "storageClassName": "nfs", "accessMode": "ReadWriteOnce"}}))
     assert claim["metadata"]["name"] == "engines" and "ownerReferences" not in claim["metadata"]
     assert claim["spec"] == {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "500Gi"}},
                              "storageClassName": "nfs"}
-    default = build.cache_claim(model())
+    default = build_job.cache_claim(model())
     assert "storageClassName" not in default["spec"]  # the cluster's default class
     assert default["spec"]["accessModes"] == ["ReadWriteMany"]
 
@@ -202,7 +202,7 @@ def test_first_model_creates_the_job_and_waits_for_it():
     decision = build.decide(m, key_of(m), None, CLAIM, None, [], NOW, SETTINGS)
     assert decision.action == Action.CREATE_JOB and decision.attempt == 1
     assert (decision.engine.ready, decision.engine.reason) == (False, "BuildPending")
-    assert decision.engine.status.cacheKey == key_of(m) and decision.engine.status.job == build.job_name(key_of(m))
+    assert decision.engine.status.cacheKey == key_of(m) and decision.engine.status.job == build_job.job_name(key_of(m))
 
     pending = {"metadata": {"name": "p"}, "status": {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -226,7 +226,7 @@ def test_success_is_recorded_then_shared():
     assert (done.engine.ready, done.engine.reason) == (True, "EngineBuilt")
     record = done.record
     assert record["path"] == f"engines/{key}/engine" and record["builtAt"] == "2026-09-01T11:59:30Z"
-    assert record["job"] == build.job_name(key) and record["claimUid"] == "claim-1"
+    assert record["job"] == build_job.job_name(key) and record["claimUid"] == "claim-1"
     assert record["versions"]["tensorrtLLM"] == tensorrt_llm.TRTLLM_VERSION
     ledger = build.ledger_object("ns", key, record)
     assert build.read_record(ledger, key) == record and "ownerReferences" not in ledger["metadata"]
@@ -259,7 +259,7 @@ def test_failure_is_recorded_with_the_builders_words():
     failed_job = job(m, conditions=failed(), failed=3)
     pod = failed_pod()
     message = build.failure_message(failed_job, pod)
-    assert message.startswith(f"build Job {build.job_name(key)} failed: BackoffLimitExceeded")
+    assert message.startswith(f"build Job {build_job.job_name(key)} failed: BackoffLimitExceeded")
     assert "exited with code 1 (Error): ValueError: no GPTQ checkpoint" in message
     assert not build.needs_log_tail(pod)
 

@@ -5,28 +5,13 @@ engine, and Triton launched the way 1.2.1's launch_triton_server.py launches it.
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 
 import pytest
-from conch_api import ModelSpec
 
 import conch_engines.tensorrt_llm as trtllm
 from conch_engines.tensorrt_llm import build_commands, builder_command, cache_key, engine_inputs, serve_command
 from conch_engines.tensorrt_llm.commands import UnsupportedArchitecture
-
-REFERENCE = json.loads((Path(trtllm.__file__).parent / "reference" / "trtllm-1.2.1.json").read_text())
-
-
-def spec(**overrides) -> ModelSpec:
-    base = {"runtime": "tensorrt-llm", "source": {"huggingFace": {"repoId": "Qwen/Qwen2.5-7B-Instruct"}},
-            "quantization": "int4_awq", "gpu": {"count": 1, "product": "NVIDIA-L4"}}
-    engine = overrides.pop("engine", None)
-    base.update(overrides)
-    if engine:
-        base["engine"] = {"maxBatchSize": 8, "maxInputLen": 2048, "maxSeqLen": 4096, "tensorParallel": 1, **engine}
-        base["gpu"] = {**base["gpu"], "count": base["engine"]["tensorParallel"]}
-    return ModelSpec.model_validate(base)
+from support.trtllm import REFERENCE, spec
 
 
 def reference_for(command: list[str]) -> dict:

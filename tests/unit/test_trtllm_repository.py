@@ -3,17 +3,13 @@ speak the tensors the gateway sends, and model.yaml only uses LLM() arguments of
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
 import yaml
-from conch_api import ModelSpec
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from conch_engines.contract import ENSEMBLE_INPUTS, ENSEMBLE_OUTPUTS
-import conch_engines.tensorrt_llm as trtllm
 from conch_engines.tensorrt_llm import (
     cache_key,
     engine_dir,
@@ -23,19 +19,7 @@ from conch_engines.tensorrt_llm import (
     tokenizer_dir,
 )
 from conch_engines.tensorrt_llm.repository import fill
-
-REFERENCE = json.loads((Path(trtllm.__file__).parent / "reference" / "trtllm-1.2.1.json").read_text())
-
-
-def spec(**overrides) -> ModelSpec:
-    base = {"runtime": "tensorrt-llm", "source": {"huggingFace": {"repoId": "Qwen/Qwen2.5-7B-Instruct"}},
-            "quantization": "int4_awq", "gpu": {"count": 1, "product": "NVIDIA-L4"}}
-    engine = overrides.pop("engine", None)
-    base.update(overrides)
-    if engine:
-        base["engine"] = {"maxBatchSize": 8, "maxInputLen": 2048, "maxSeqLen": 4096, "tensorParallel": 1, **engine}
-        base["gpu"] = {**base["gpu"], "count": base["engine"]["tensorParallel"]}
-    return ModelSpec.model_validate(base)
+from support.trtllm import REFERENCE, spec
 
 
 SPECS = [spec(), spec(quantization="fp8", tensorrtLLM={"enableKvCacheReuse": False, "kvCacheFreeGpuMemFraction": 0.5}),

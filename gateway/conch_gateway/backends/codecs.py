@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .. import errors
 from .base import GenerationRequest
 
 
@@ -82,6 +83,9 @@ class Codec:
         n = self.names
         body: dict[str, Any] = {"text_input": request.prompt, n.max_tokens: request.max_tokens, n.stream: stream}
         body.update(n.flags)
+        if n.repetition_penalty is None and request.repetition_penalty not in (None, 1.0):
+            raise errors.unsupported_parameter("repetition_penalty", "this model's TensorRT-LLM interface (llmapi) "
+                                               "has no repetition penalty; use presence_penalty or frequency_penalty")
         optional = [(n.seed, request.seed), (n.presence_penalty, request.presence_penalty),
                     (n.frequency_penalty, request.frequency_penalty), (n.repetition_penalty, request.repetition_penalty)]
         if request.greedy:
