@@ -1,5 +1,5 @@
-"""Kubernetes tier: a real control plane (etcd, kube-apiserver, controller-manager, scheduler) with
-kwok fake nodes — two CPU-only, two with GPUs — built from Go modules by cluster/build-tools.sh."""
+"""Kubernetes tier: the session's real control plane (the `cluster` fixture, tests/conftest.py), a
+namespace per test, kubectl in it, and the operator as a real process."""
 
 from __future__ import annotations
 
@@ -8,24 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from conch_cluster import ControlPlane
-from support import REPO_ROOT
 from support.k8s import Kubectl, Operator, wait_until
-
-CRD = REPO_ROOT / "crds" / "conch.dev_models.yaml"
-
-
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory) -> Iterator[ControlPlane]:
-    plane = ControlPlane(tmp_path_factory.mktemp("cluster"))
-    plane.start()
-    plane.kubectl("apply", "-f", str(CRD))
-    established = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    wait_until(lambda: plane.kubectl("get", "crd", "models.conch.dev", "-o", established).stdout == "True", 60,
-               message="CRD established")
-    wait_until(lambda: plane.kubectl("get", "models", check=False).returncode == 0, 30, message="Model API served")
-    yield plane
-    plane.stop()
 
 
 @pytest.fixture

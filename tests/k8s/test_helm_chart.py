@@ -17,7 +17,6 @@ import importlib.metadata as metadata
 import json
 import os
 import re
-import subprocess
 import sys
 import tomllib
 import uuid
@@ -31,15 +30,14 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from conch_cluster import toolchain
-from support import REPO_ROOT, free_port
-from support.k8s import GatewayProcess, Operator, condition, wait_until
+from support import REPO_ROOT
+from support.chart import (CHART, CRD_FILE, RELEASE, ChartOperator, Helm, adopt_crd, deployed_container, denied,
+                           established, get_model, helm_env, restore_crd, service_account_kubeconfig)
+from support.k8s import GatewayProcess, condition, wait_until
 
 pytestmark = pytest.mark.k8s
 
-CHART = REPO_ROOT / "charts" / "conch"
-CRD_FILE = REPO_ROOT / "crds" / "conch.dev_models.yaml"
 DOCKER = REPO_ROOT / "docker"
-RELEASE = "conch"
 APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
 DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
 
@@ -78,52 +76,17 @@ def namespaced(namespace: str = "models") -> dict:
 # ---------------------------------------------------------------------------------------------- helm
 
 
-class Helm:
-    """The pinned helm binary with private cache/config/data homes, optionally bound to the cluster."""
-
-    def __init__(self, env: dict[str, str], values_dir: Path):
-        self.env = env
-        self.values_dir = values_dir
-
-    def __call__(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
-        result = subprocess.run(["helm", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode:
-            raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
-
-    def values_file(self, values: dict | None) -> list[str]:
-        if not values:
-            return []
-        path = self.values_dir / f"values-{uuid.uuid4().hex[:8]}.yaml"
-        path.write_text(yaml.safe_dump(values))
-        return ["-f", str(path)]
-
-    def template(self, values: dict | None = None, *, namespace: str = "conch", check: bool = True,
-                 extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-        return self("template", RELEASE, str(CHART), "-n", namespace, *self.values_file(values), *extra, check=check)
-
-    def render(self, values: dict | None = None, *, namespace: str = "conch") -> list[dict]:
-        return [doc for doc in yaml.safe_load_all(self.template(values, namespace=namespace).stdout) if doc]
-
-
-def _helm_env(base: dict[str, str], home: Path, bins: Path) -> dict[str, str]:
-    env = dict(base)
-    env["PATH"] = f"{bins}{os.pathsep}{env.get('PATH', '')}"
-    env.update({f"HELM_{k}_HOME": str(home / k.lower()) for k in ("CACHE", "CONFIG", "DATA")})
-    return env
-
-
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory) -> Helm:
     """helm without a cluster: lint and template."""
     home = tmp_path_factory.mktemp("helm")
-    return Helm(_helm_env(dict(os.environ), home, toolchain.ensure()), home)
+    return Helm(helm_env(dict(os.environ), home, toolchain.ensure()), home)
 
 
 @pytest.fixture(scope="module")
 def cluster_helm(cluster, tmp_path_factory) -> Helm:
     home = tmp_path_factory.mktemp("helm-cluster")
-    return Helm(_helm_env(cluster.env(), home, cluster.bin_dir), home)
+    return Helm(helm_env(cluster.env(), home, cluster.bin_dir), home)
 
 
 def find(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
@@ -614,8 +577,11 @@ def requirement_closure(requirements: list[Requirement]) -> set[str]:
 @pytest.mark.parametrize("image, sources, extra", [
     ("gateway", ["gateway/conch_gateway", "crds/conch_api"], set()),
     # tritonclient: conch_engines.repository loads its model_config_pb2 by file location.
+    # conch_engines.tensorrt_llm: all but builder.py, which runs in the engine builder's image.
     ("operator", ["operator/conch_operator", "crds/conch_api", "engines/conch_engines/repository.py",
-                  "engines/conch_engines/contract.py"], {"tritonclient"}),
+                  "engines/conch_engines/contract.py",
+                  *(f"engines/conch_engines/tensorrt_llm/{m}.py" for m in ("__init__", "pins", "inputs", "commands",
+                                                                           "repository"))], {"tritonclient"}),
 ])
 def test_image_requirements_cover_imports_and_match_pyproject(image, sources, extra):
     lines = [line.strip() for line in (DOCKER / "requirements" / f"{image}.txt").read_text().splitlines()]
@@ -669,11 +635,6 @@ PROMETHEUS_CRDS = [  # minimal copies: enough for the API server to accept and v
 ]
 
 
-def established(cluster, name: str) -> bool:
-    jsonpath = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    return cluster.kubectl("get", "crd", name, "-o", jsonpath, check=False).stdout == "True"
-
-
 @pytest.fixture(scope="module")
 def extra_crds(cluster) -> Iterator[None]:
     """kopf's peering CRDs (the chart's crds/) and minimal prometheus-operator CRDs, really applied,
@@ -702,21 +663,6 @@ def test_server_side_dry_run(cluster_helm, cluster, namespace, extra_crds, varia
 # ---------------------------------------------------------------------------------------------- install, run, upgrade, uninstall
 
 
-def adopt_crd(cluster, namespace: str) -> None:
-    """The session applied the Model CRD with kubectl; let this release take it over (Helm's
-    documented adoption: its managed-by label and release annotations)."""
-    cluster.kubectl("label", "crd", "models.conch.dev", "app.kubernetes.io/managed-by=Helm", "--overwrite")
-    cluster.kubectl("annotate", "crd", "models.conch.dev", f"meta.helm.sh/release-name={RELEASE}",
-                    f"meta.helm.sh/release-namespace={namespace}", "--overwrite")
-
-
-def restore_crd(cluster) -> None:
-    if cluster.kubectl("get", "crd", "models.conch.dev", check=False).returncode:
-        cluster.kubectl("apply", "-f", str(CRD_FILE))
-    wait_until(lambda: established(cluster, "models.conch.dev"), 60, message="Model CRD established")
-    wait_until(lambda: cluster.kubectl("get", "models", "-A", check=False).returncode == 0, 30, message="Model API")
-
-
 @pytest.fixture(scope="module")
 def release(cluster, cluster_helm) -> Iterator[str]:
     """The chart installed (with peering, ingress and a PodDisruptionBudget) into its own namespace;
@@ -735,63 +681,6 @@ def release(cluster, cluster_helm) -> Iterator[str]:
     restore_crd(cluster)
 
 
-def service_account_kubeconfig(cluster, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates with a token of the chart's ServiceAccount, nothing else."""
-    token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "conch", "cluster": {
-            "server": cluster.server,
-            "certificate-authority-data": admin["clusters"][0]["cluster"]["certificate-authority-data"]}}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "conch", "user": account}}],
-        "current-context": account,
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
-
-
-def deployed_container(cluster, namespace: str, deployment: str) -> dict:
-    body = json.loads(cluster.kubectl("-n", namespace, "get", "deployment", deployment, "-o", "json").stdout)
-    return body["spec"]["template"]["spec"]["containers"][0]
-
-
-class ChartOperator(Operator):
-    """`python -m conch_operator` with the installed Deployment's arguments and settings, as its
-    ServiceAccount; only the listening ports move to free local ones."""
-
-    def __init__(self, cluster, namespace: str, log_dir: Path, kubeconfig: Path, pod_id: str,
-                 deployment: str = "conch-operator"):
-        super().__init__(cluster, namespace, log_dir)
-        spec = deployed_container(cluster, namespace, deployment)
-        self.liveness_port = free_port()
-        self.args = [re.sub(r"--liveness=http://0\.0\.0\.0:\d+", f"--liveness=http://127.0.0.1:{self.liveness_port}", a)
-                     for a in spec["args"]]
-        self.env.update({e["name"]: e["value"] for e in spec["env"] if "value" in e})
-        # What the Deployment's downward API would give the pod.
-        self.env.update({"KUBECONFIG": str(kubeconfig), "POD_ID": pod_id, "POD_NAME": pod_id, "POD_NAMESPACE": namespace,
-                         "HOME": str(log_dir), "CONCH_OPERATOR_METRICS_PORT": str(self.metrics_port)})
-        self.log_path = log_dir / f"operator-{pod_id}.log"
-
-    def start(self) -> "ChartOperator":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "conch_operator", *self.args], env=self.env,
-                                        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        started = ("Initial authentication has finished", "standing by")  # leader, standby
-        wait_until(lambda: any(s in self.log() for s in started) or self._died(), 60, message="operator start")
-        assert self.process.poll() is None, self.log()
-        return self
-
-
-def denied(log: str) -> list[str]:
-    """Lines where the API server refused the ServiceAccount, or kopf lacked a permission."""
-    return [line for line in log.splitlines()
-            if re.search(r'forbidden: User "system:serviceaccount:|Not enough permissions', line)]
-
-
 @pytest.fixture(scope="module")
 def models(cluster, release, tmp_path_factory) -> Iterator[tuple[str, ChartOperator]]:
     """examples/*.yaml applied in a namespace of their own, reconciled by the real operator running
@@ -806,11 +695,6 @@ def models(cluster, release, tmp_path_factory) -> Iterator[tuple[str, ChartOpera
     yield namespace, operator
     operator.stop()
     cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-
-
-def get_model(cluster, namespace: str, name: str) -> dict | None:
-    result = cluster.kubectl("-n", namespace, "get", "model", name, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
 
 
 def test_install_puts_every_part_on_the_cluster(cluster, cluster_helm, release):
