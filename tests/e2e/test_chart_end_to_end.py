@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from support import REPO_ROOT
-from support.chart import (CHART, RELEASE, ChartOperator, Helm, adopt_crd, deployed_container, denied, helm_env,
-                           restore_crd, service_account_kubeconfig)
-from support.k8s import GatewayProcess, wait_until
+from support.chart import (ChartOperator, Helm, deployed_container, denied, helm_env, installed,
+                           service_account_kubeconfig)
+from support.k8s import GatewayProcess, engine_cache_volume, wait_until
 from support.stack import LLMAPI_MODEL
 
 pytestmark = [pytest.mark.k8s, pytest.mark.triton]
@@ -33,16 +33,10 @@ QWEN_EXAMPLE = REPO_ROOT / "examples" / "qwen2-7b-instruct-gptq-int4.yaml"
 
 @pytest.fixture(scope="module")
 def release(cluster, tmp_path_factory) -> Iterator[str]:
+    """The chart with its default values, in a namespace of its own."""
     home = tmp_path_factory.mktemp("helm-e2e")
-    helm = Helm(helm_env(cluster.env(), home, cluster.bin_dir), home)
-    namespace = f"conch-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", namespace)
-    adopt_crd(cluster, namespace)
-    helm("install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout=90s")
-    yield namespace
-    helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    restore_crd(cluster)
+    with installed(cluster, Helm(helm_env(cluster.env(), home, cluster.bin_dir), home)) as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +104,7 @@ def test_tensorrt_llm_example_builds_serves_and_is_listed(cluster, stack):
     """The Qwen2 GPTQ example on kwok's L4 node: engine cache claim, build Job, engine recorded,
     GPU Deployment, Ready — and the gateway lists it from its status, with the ensemble interface."""
     namespace, gateway = stack
-    volume = f"engines-{namespace}"
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": volume},
-        "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                 "persistentVolumeReclaimPolicy": "Delete", "hostPath": {"path": f"/tmp/{volume}"},
-                 "claimRef": {"namespace": namespace, "name": "conch-engine-cache"}}}))
-    try:
+    with engine_cache_volume(cluster, namespace):
         cluster.kubectl("-n", namespace, "apply", "-f", str(QWEN_EXAMPLE))
         name = yaml.safe_load(QWEN_EXAMPLE.read_text())["metadata"]["name"]
         entry = wait_until(lambda: listed(gateway).get(name, {}).get("status") == "healthy" and listed(gateway)[name],
@@ -128,5 +116,3 @@ def test_tensorrt_llm_example_builds_serves_and_is_listed(cluster, stack):
                                              "yaml").stdout)["spec"]["template"]["spec"]
         assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-L4"
-    finally:
-        cluster.kubectl("delete", "pv", volume, "--wait=false", check=False)

@@ -31,8 +31,8 @@ from packaging.utils import canonicalize_name
 
 from conch_cluster import toolchain
 from support import REPO_ROOT
-from support.chart import (CHART, CRD_FILE, RELEASE, ChartOperator, Helm, adopt_crd, deployed_container, denied,
-                           established, get_model, helm_env, restore_crd, service_account_kubeconfig)
+from support.chart import (CHART, CRD_FILE, RELEASE, ChartOperator, Helm, deployed_container, denied,
+                           established, get_model, helm_env, installed, restore_crd, service_account_kubeconfig)
 from support.k8s import GatewayProcess, condition, wait_until
 
 pytestmark = pytest.mark.k8s
@@ -667,18 +667,11 @@ def test_server_side_dry_run(cluster_helm, cluster, namespace, extra_crds, varia
 def release(cluster, cluster_helm) -> Iterator[str]:
     """The chart installed (with peering, ingress and a PodDisruptionBudget) into its own namespace;
     yields the namespace."""
-    namespace = f"conch-{uuid.uuid4().hex[:6]}"
-    cluster.kubectl("create", "namespace", namespace)
-    adopt_crd(cluster, namespace)
     values = {"operator": {"peering": {"enabled": True}},
               "gateway": {"ingress": {"enabled": True, "host": "conch.example.com"},
                           "podDisruptionBudget": {"enabled": True}}}
-    cluster_helm("install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout=90s",
-                 *cluster_helm.values_file(values))
-    yield namespace
-    cluster_helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
-    restore_crd(cluster)
+    with installed(cluster, cluster_helm, values) as namespace:
+        yield namespace
 
 
 @pytest.fixture(scope="module")

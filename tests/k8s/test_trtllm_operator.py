@@ -22,7 +22,7 @@ import yaml
 from conch_api import Model
 from conch_engines import tensorrt_llm
 from support import REPO_ROOT
-from support.k8s import Operator, condition, wait_until
+from support.k8s import Operator, condition, engine_cache_volume, wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -33,16 +33,8 @@ ENGINE_JOBS = "conch.dev/engine-key"
 
 @pytest.fixture
 def engine_volume(cluster, namespace) -> Iterator[None]:
-    """A PersistentVolume bound in advance to the namespace's engine cache claim (as a storage
-    admin would provide; the operator creates the claim)."""
-    name = f"engines-{namespace}"
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
-        "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
-                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/{name}"},
-                 "claimRef": {"namespace": namespace, "name": "conch-engine-cache"}}}))
-    yield
-    cluster.kubectl("delete", "pv", name, "--wait=false", check=False)
+    with engine_cache_volume(cluster, namespace):
+        yield
 
 
 def example(path) -> dict:

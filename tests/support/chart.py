@@ -10,7 +10,9 @@ import re
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -137,3 +139,19 @@ def denied(log: str) -> list[str]:
 def get_model(cluster, namespace: str, name: str) -> dict | None:
     result = cluster.kubectl("-n", namespace, "get", "model", name, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+@contextmanager
+def installed(cluster, helm: Helm, values: dict | None = None) -> Iterator[str]:
+    """The chart installed (`--wait`) into a namespace of its own, adopting the session's Model
+    CRD; uninstalled afterwards, the CRD put back. Yields the namespace."""
+    namespace = f"conch-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", namespace)
+    adopt_crd(cluster, namespace)
+    helm("install", RELEASE, str(CHART), "-n", namespace, "--wait", "--timeout=90s", *helm.values_file(values))
+    try:
+        yield namespace
+    finally:
+        helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
+        cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        restore_crd(cluster)

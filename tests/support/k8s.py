@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -161,3 +162,19 @@ class GatewayProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextmanager
+def engine_cache_volume(cluster, namespace: str, claim: str = "conch-engine-cache") -> Iterator[None]:
+    """A PersistentVolume bound in advance to a namespace's engine cache claim, as a storage admin
+    would provide it (the control plane has no provisioner; the operator creates the claim)."""
+    name = f"engines-{namespace}"
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+        "spec": {"capacity": {"storage": "500Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "",
+                 "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/tmp/{name}"},
+                 "claimRef": {"namespace": namespace, "name": claim}}}))
+    try:
+        yield
+    finally:
+        cluster.kubectl("delete", "pv", name, "--wait=false", check=False)
