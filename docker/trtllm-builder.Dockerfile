@@ -35,9 +35,11 @@ COPY crds/conch_api /opt/conch/conch_api
 RUN pip install "pydantic>=2.7" "pyyaml>=6.0" "huggingface_hub>=0.24"
 ENV PYTHONPATH=/opt/conch
 
-# Non-root: the Job writes only to the engine-cache volume (CACHE_MOUNT=/cache) and HOME.
-RUN useradd --create-home --uid 1000 conch && mkdir -p /cache && chown conch:conch /cache
+# Non-root, as the operator runs the Job (uid/gid 1000, which NVIDIA's Triton images already give
+# their own `triton-server` user: no new user). The Job writes only to the engine-cache volume
+# (CACHE_MOUNT=/cache; the Hugging Face cache too, as the operator's Job sets it) and /tmp.
+RUN mkdir -p /cache && chown 1000:1000 /cache
 USER 1000:1000
-ENV HOME=/home/conch HF_HOME=/cache/.hf-home
-WORKDIR /home/conch
+ENV HOME=/tmp HF_HOME=/cache/.huggingface
+WORKDIR /tmp
 ENTRYPOINT ["python3", "-m", "conch_engines.tensorrt_llm.builder"]

@@ -62,6 +62,8 @@ class LeaderElector:
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._last_renewal = 0.0
 
     def try_acquire_or_renew(self) -> bool:
         """One round: True when this replica holds the Lease afterwards."""
@@ -89,9 +91,15 @@ class LeaderElector:
         return True
 
     def wait_for_leadership(self) -> None:
-        """Blocks until this replica leads."""
+        """Blocks until this replica leads. API errors only delay it: a standby that crashed on a
+        passing 5xx would sit in CrashLoopBackOff exactly when it is needed."""
         announced = False
-        while not self.try_acquire_or_renew():
+        while True:
+            try:
+                if self.try_acquire_or_renew():
+                    break
+            except Exception as exc:
+                log.warning("reading the Lease failed (will retry): %s", exc)
             if not announced:
                 log.info("standing by: Lease %s/%s is held by %s", self.config.namespace, self.config.name,
                          self._observed[0] if self._observed else "?")
@@ -99,29 +107,38 @@ class LeaderElector:
             time.sleep(self.config.retry_period_s)
         log.info("leading as %s (Lease %s/%s)", self.config.identity, self.config.namespace, self.config.name)
 
-    def keep_renewing(self, on_lost: Callable[[], None]) -> threading.Thread:
-        """Renews in the background; calls `on_lost` when a renew deadline passes without success."""
-        def loop() -> None:
-            last_renewal = self._clock()
+    def keep_renewing(self, on_lost: Callable[[], None]) -> None:
+        """Renews in the background. A watchdog, not the renewing thread, enforces the renew
+        deadline: an API call can hang far longer than the deadline (standbys take over after one
+        lease duration), so `on_lost` must not wait for it to return."""
+        self._last_renewal = self._clock()
+
+        def renew() -> None:
             while not self._stop.wait(self.config.retry_period_s):
                 try:
-                    renewed = self.try_acquire_or_renew()
+                    if self.try_acquire_or_renew():
+                        self._last_renewal = self._clock()
                 except Exception as exc:  # the API server unreachable counts as not renewed
                     log.warning("renewing the Lease failed: %s", exc)
-                    renewed = False
-                if renewed:
-                    last_renewal = self._clock()
-                elif self._clock() - last_renewal > self.config.renew_deadline_s:
+
+        def watch() -> None:
+            while not self._stop.wait(self.config.retry_period_s / 4):
+                if self._clock() - self._last_renewal > self.config.renew_deadline_s:
                     log.error("lost the Lease %s/%s: stopping", self.config.namespace, self.config.name)
                     on_lost()
                     return
-        thread = threading.Thread(target=loop, name="lease-renewal", daemon=True)
-        thread.start()
-        return thread
+
+        self._threads = [threading.Thread(target=renew, name="lease-renewal", daemon=True),
+                         threading.Thread(target=watch, name="lease-watchdog", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     def release(self) -> None:
-        """On a clean shutdown: give the Lease up so a standby takes over at once."""
+        """On a clean shutdown: give the Lease up so a standby takes over at once. The renewing
+        thread is stopped first, or a renewal in flight could take the released Lease back."""
         self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2 * self.config.retry_period_s)
         cfg = self.config
         try:
             lease = self.store.get("Lease", cfg.namespace, cfg.name)

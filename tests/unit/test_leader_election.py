@@ -148,3 +148,58 @@ def test_a_renewing_leader_does_not_give_up():
     a.keep_renewing(on_lost=lost.set)
     assert not lost.wait(1.0)
     a.release()
+
+
+def test_a_leader_whose_api_call_hangs_still_gives_up_at_the_renew_deadline():
+    """A renewal stuck in a slow API call (client timeouts are far longer than the deadline) must
+    not keep the leader going past the point where a standby may take over."""
+    import threading
+    import time
+
+    store = LeaseStore()
+    a = LeaderElector(store, ElectionConfig(namespace="conch", identity="a", lease_duration_s=0.3))
+    assert a.try_acquire_or_renew()
+    lost, hang = threading.Event(), threading.Event()
+
+    def hangs(*_):
+        hang.wait(10)  # far beyond the 0.2 s renew deadline
+
+    store.get = hangs
+    started = time.monotonic()
+    a.keep_renewing(on_lost=lost.set)
+    assert lost.wait(2), "the watchdog did not fire while the renewal hung"
+    assert time.monotonic() - started < 1.0
+    hang.set()
+
+
+def test_a_standby_survives_api_errors_while_waiting():
+    import threading
+
+    store, clock = LeaseStore(), Clock()
+    failures = iter([ConnectionResetError("reset"), KubeError(503, "unavailable")])
+    real_get = store.get
+
+    def flaky(*args):
+        error = next(failures, None)
+        if error:
+            raise error
+        return real_get(*args)
+
+    store.get = flaky
+    b = LeaderElector(store, ElectionConfig(namespace="conch", identity="b", lease_duration_s=0.3), clock)
+    done = threading.Thread(target=b.wait_for_leadership)
+    done.start()
+    done.join(5)
+    assert not done.is_alive() and store.lease["spec"]["holderIdentity"] == "b"
+
+
+def test_release_stops_renewing_before_giving_the_lease_up():
+    store = LeaseStore()
+    a = LeaderElector(store, ElectionConfig(namespace="conch", identity="a", lease_duration_s=0.15))
+    assert a.try_acquire_or_renew()
+    a.keep_renewing(on_lost=lambda: None)
+    a.release()
+    import time
+
+    time.sleep(0.3)  # a renewal still running would have taken the released Lease back by now
+    assert store.lease["spec"]["holderIdentity"] == ""

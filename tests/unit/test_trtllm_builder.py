@@ -119,3 +119,39 @@ def test_a_key_that_does_not_match_the_inputs_is_refused(tmp_path):
     assert main(["--key", "0" * 20, "--inputs", inputs.to_json(), "--cache-root", str(tmp_path),
                  "--termination-log", str(tmp_path / "t")]) == 1
     assert "is not the cache key" in (tmp_path / "t").read_text()
+
+
+def test_a_retried_build_keeps_what_the_failed_attempt_downloaded(tmp_path, stand_ins, monkeypatch):
+    """Hugging Face sources land outside the scratch dir each attempt wipes, so a retry resumes the
+    download; once the engine is built the download is dropped (the stand-in plays
+    snapshot_download: it fills the directory it is given and counts files it had to fetch)."""
+    from conch_engines.tensorrt_llm import builder
+
+    fetched = []
+
+    def fake_download(inputs, into):
+        weights = into / "model.safetensors"
+        if not weights.exists():
+            fetched.append(weights.name)
+            source = checkpoint(tmp_path / f"src{len(fetched)}")
+            into.mkdir(parents=True, exist_ok=True)
+            for item in source.iterdir():
+                (into / item.name).write_bytes(item.read_bytes())
+        return into
+
+    (tmp_path / "src1").mkdir()
+    (tmp_path / "src2").mkdir()
+    monkeypatch.setattr(builder, "download", fake_download)
+    inputs = engine_inputs(ModelSpec.model_validate({"runtime": "tensorrt-llm", "quantization": "int4_awq",
+                                                     "gpu": {"count": 1},
+                                                     "source": {"huggingFace": {"repoId": "Qwen/Qwen2-7B"}}}))
+    key = cache_key(inputs)
+    argv = ["--key", key, "--inputs", inputs.to_json(), "--cache-root", str(tmp_path / "cache"),
+            "--examples-dir", str(stand_ins), "--termination-log", str(tmp_path / "termination-log")]
+    monkeypatch.setenv("STAND_IN_EXIT_trtllm_build", "1")
+    assert main(argv) == 1  # first attempt: downloaded, then trtllm-build failed
+    monkeypatch.setenv("STAND_IN_EXIT_trtllm_build", "0")
+    assert main(argv) == 0
+    assert fetched == ["model.safetensors"]  # fetched once across both attempts
+    assert not (tmp_path / "cache" / ".downloads" / key).exists()
+    assert (tmp_path / "cache" / "engines" / key / "conch-engine.json").is_file()

@@ -87,7 +87,10 @@ def build(key: str, inputs: EngineInputs, source_dir: Path | None, cache_root: P
     timings: dict[str, float] = {}
 
     started = time.monotonic()
-    checkpoint = source_dir if source_dir is not None else download(inputs, scratch / "hf")
+    # Outside the scratch dir, which every attempt wipes: a retried build resumes the download
+    # (snapshot_download skips files it already has) instead of fetching ~15 GB again.
+    downloads = cache_root / ".downloads" / key
+    checkpoint = source_dir if source_dir is not None else download(inputs, downloads)
     timings["source_seconds"] = round(time.monotonic() - started, 1)
     architecture = architecture_of(checkpoint, inputs.quantization)
     commands = build_commands(inputs, checkpoint_dir=str(checkpoint), work_dir=str(scratch / "work"),
@@ -97,8 +100,8 @@ def build(key: str, inputs: EngineInputs, source_dir: Path | None, cache_root: P
         timings[step] = run(command)
     copy_tokenizer(checkpoint, scratch / "tokenizer")
     # The engine holds the weights now: drop the download and the intermediate checkpoint.
-    for bulky in ("hf", "work"):
-        shutil.rmtree(scratch / bulky, ignore_errors=True)
+    shutil.rmtree(scratch / "work", ignore_errors=True)
+    shutil.rmtree(downloads, ignore_errors=True)
     manifest = {"key": key, "inputs": json.loads(inputs.to_json()), "architecture": architecture,
                 "versions": {"tensorrt_llm": TRTLLM_VERSION, "image": TRITON_TRTLLM_IMAGE}, "timings": timings,
                 "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
