@@ -148,7 +148,8 @@ class EngineLimits(_Spec):
 
 class EngineCache(_Spec):
     """The PersistentVolumeClaim that keeps built engines, shared by the Models of a namespace.
-    An engine is stored under its cache key, so Models with the same key reuse it."""
+    An engine is stored in the claim under its cache key, so Models with the same key and the
+    same claim reuse it."""
 
     claimName: Name = Field("conch-engine-cache", description="PersistentVolumeClaim name, in the Model's namespace. "
                             "The operator creates it when missing (and never deletes it).")

@@ -2,10 +2,11 @@
 built engines, and what to do next given what the cluster shows. No I/O (engine.py does it).
 
 Engines outlive everything that made them, so nothing here is owned by a Model: one build Job
-per cache key (Models with the same key share it), the claim is never deleted by the operator,
-and the `conch-engines` ConfigMap keeps one record per key — built (where, when, by which Job),
-or failed (how often, why, when to try again). The record, not the Job, is the truth: finished
-Jobs are garbage-collected after a day, the record stays.
+per cache key and engine cache claim (Models with the same key and claim share it), the claim is
+never deleted by the operator, and the `conch-engines` ConfigMap keeps one record per key and
+claim — built (where, when, by which Job, into which claim), or failed (how often, why, when to
+try again). The record, not the Job, is the truth: finished Jobs are garbage-collected after a
+day, the record stays.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import Any
 
 from conch_api import EngineStatus, Model
 
-from .build_job import ATTEMPT_ANNOTATION, BUILDER_CONTAINER, job_name, managed_labels
+from .build_job import (ATTEMPT_ANNOTATION, BUILDER_CONTAINER, CLAIM_UID_ANNOTATION, claim_hash, claim_name, job_name,
+                        managed_labels, uid_of)
 from .settings import OperatorSettings
 
-LEDGER = "conch-engines"  # ConfigMap: cache key → JSON record
+LEDGER = "conch-engines"  # ConfigMap: record_key (cache key and claim) → JSON record
 MAX_FAILURE_CHARS = 3000  # of a failure message: enough for a traceback's end, small enough for status
-LOG_TAIL_BYTES = 4096
+MAX_CONFIG_MAP_KEY = 253
 
 
 class Action(str, Enum):
@@ -54,6 +56,13 @@ class Decision:
 
 
 # ------------------------------------------------------------------------------------------- ledger
+
+
+def record_key(key: str, claim: str) -> str:
+    """The ledger key of one engine in one claim: the same engine in another claim is another
+    record. ConfigMap keys allow [-._a-zA-Z0-9] (claim names are DNS names) up to 253 characters."""
+    text = f"{key}.{claim}"
+    return text if len(text) <= MAX_CONFIG_MAP_KEY else f"{key}.{claim_hash(claim)}"
 
 
 def read_record(ledger: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
@@ -107,6 +116,10 @@ def job_outcome(job: dict[str, Any]) -> str:
     return "running"
 
 
+def job_claim_uid(job: dict[str, Any]) -> str:
+    return (job["metadata"].get("annotations") or {}).get(CLAIM_UID_ANNOTATION, "")
+
+
 def job_attempt(job: dict[str, Any]) -> int:
     try:
         return int(job["metadata"].get("annotations", {}).get(ATTEMPT_ANNOTATION, "1"))
@@ -123,28 +136,22 @@ def failed_pod(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(failed, key=lambda p: p["metadata"].get("creationTimestamp") or "") if failed else None
 
 
-def failure_message(job: dict[str, Any], pod: dict[str, Any] | None, log_tail: str = "") -> str:
-    """Why the build failed: the Job's reason, then the builder's own words (its termination
-    message, or the end of its log)."""
+def failure_message(job: dict[str, Any], pod: dict[str, Any] | None) -> str:
+    """Why the build failed: the Job's reason, then the builder's own words — its termination
+    message, which the kubelet fills with the end of its log when it wrote none
+    (terminationMessagePolicy FallbackToLogsOnError)."""
     cond = next((c for c in job.get("status", {}).get("conditions") or []
                  if c.get("type") == "Failed" and c.get("status") == "True"), {})
     parts = [f"build Job {job['metadata']['name']} failed: {cond.get('reason', 'Failed')}"
              + (f" ({cond['message']})" if cond.get("message") else "")]
     terminated = _terminated(pod) if pod else None
     if pod and terminated:
-        said = (terminated.get("message") or "").strip() or log_tail.strip()
+        said = (terminated.get("message") or "").strip()
         parts.append(f"pod {pod['metadata']['name']} exited with code {terminated.get('exitCode')}"
                      + (f" ({terminated['reason']})" if terminated.get("reason") else "")
                      + (f": {said}" if said else ""))
-    elif pod and log_tail.strip():
-        parts.append(f"pod {pod['metadata']['name']}: {log_tail.strip()}")
     text = "; ".join(parts)
     return text if len(text) <= MAX_FAILURE_CHARS else "…" + text[-MAX_FAILURE_CHARS:]
-
-
-def needs_log_tail(pod: dict[str, Any] | None) -> bool:
-    terminated = _terminated(pod) if pod else None
-    return bool(pod) and not (terminated and (terminated.get("message") or "").strip())
 
 
 def _terminated(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -198,6 +205,8 @@ def decide(model: Model, key: str, record: dict[str, Any] | None, claim: dict[st
     from conch_engines import tensorrt_llm
 
     path = tensorrt_llm.engine_dir(key).removeprefix(tensorrt_llm.CACHE_MOUNT).lstrip("/")
+    claim_uid = uid_of(claim)
+    job_for_claim = job_name(key, claim_name(model))
     base = EngineStatus(cacheKey=key, path=path)
     failures = record if record and record.get("state") == "failed" else None
     attempts = int(failures.get("attempts", 0)) if failures else 0
@@ -217,15 +226,21 @@ def decide(model: Model, key: str, record: dict[str, Any] | None, claim: dict[st
         if retry_after and parse_time(retry_after) > now:
             return Decision(Action.WAIT, _failed(base, failures.get("lastFailure", ""), retry_after))
         attempt = attempts + 1
-        engine = EngineObservation(False, "BuildPending", f"creating build Job {job_name(key)} (attempt {attempt})",
-                                   status=base.model_copy(update={"job": job_name(key)}))
+        engine = EngineObservation(False, "BuildPending", f"creating build Job {job_for_claim} (attempt {attempt})",
+                                   status=base.model_copy(update={"job": job_for_claim}))
         return Decision(Action.CREATE_JOB, engine, attempt=attempt)
 
     name, attempt = job["metadata"]["name"], job_attempt(job)
+    if job_claim_uid(job) != claim_uid:
+        # Made for an earlier claim of this name (deleted and created again): whatever it built
+        # went with that claim. Replaced at once by a Job for this one.
+        message = f"replacing build Job {name}: it was made for an earlier engine cache claim {claim_name(model)}"
+        engine = EngineObservation(False, "BuildPending", message, status=base.model_copy(update={"job": name}))
+        return Decision(Action.RETRY, engine, attempt=attempts + 1)
     outcome = job_outcome(job)
     if outcome == "succeeded":
         record = {"state": "built", "path": path, "job": name, "builtAt": _completed_at(job, now),
-                  "claimUid": claim["metadata"].get("uid") if claim else None, "attempt": attempt,
+                  "claimUid": claim_uid, "attempt": attempt,
                   "versions": {"tensorrtLLM": tensorrt_llm.TRTLLM_VERSION,
                                "builderImage": job["spec"]["template"]["spec"]["containers"][0]["image"]}}
         engine = EngineObservation(True, "EngineBuilt", f"engine {key} built by Job {name} at {record['builtAt']}",
@@ -252,6 +267,15 @@ def decide(model: Model, key: str, record: dict[str, Any] | None, claim: dict[st
                                                    status=base.model_copy(update={"job": name})))
 
 
+def known_ready(model: Model, key: str) -> EngineObservation | None:
+    """The previous status's word on the engine when it already reported this very engine ready:
+    status-only reconciles reuse it instead of reading the claim and the ledger again."""
+    condition, engine = model.status.condition("EngineReady"), model.status.engine
+    if condition and condition.status == "True" and engine and engine.cacheKey == key:
+        return EngineObservation(True, condition.reason, condition.message, status=engine)
+    return None
+
+
 def ready_reason(model: Model) -> str:
     """EngineBuilt when this Model waited for the build; EngineCached when it found the engine built."""
     before = model.status.condition("EngineReady")
@@ -274,7 +298,12 @@ def _completed_at(job: dict[str, Any], now: datetime) -> str:
 def retry_due(body: dict[str, Any], now: datetime) -> bool:
     """Has a Model's failed build waited out its back-off? (Read from its status by the periodic loop.)"""
     retry_after = ((body.get("status") or {}).get("engine") or {}).get("retryAfter")
-    return bool(retry_after) and parse_time(retry_after) <= now
+    if not retry_after:
+        return False
+    try:
+        return parse_time(retry_after) <= now
+    except (TypeError, ValueError):
+        return True  # mangled by hand: reconcile now, which writes a proper one
 
 
 def parse_time(text: str) -> datetime:

@@ -1,11 +1,12 @@
 """The Kubernetes objects of an engine build: the build Job and the engine-cache claim. Pure.
 
-Neither is owned by a Model: one build Job per cache key (Models with the same key share it), and
-the claim keeps hours of GPU work, so the operator never deletes it.
+Neither is owned by a Model: one build Job per cache key and claim (Models with the same key and
+the same claim share it), and the claim keeps hours of GPU work, so the operator never deletes it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from conch_api import Model
@@ -15,6 +16,9 @@ from .settings import OperatorSettings
 
 ENGINE_KEY_LABEL = "conch.dev/engine-key"
 ATTEMPT_ANNOTATION = "conch.dev/build-attempt"
+# The UID of the claim the Job writes into: a claim deleted and created under the same name is
+# another claim, and a Job that succeeded for the old one built nothing in the new one.
+CLAIM_UID_ANNOTATION = "conch.dev/engine-cache-uid"
 REQUESTED_BY_ANNOTATION = "conch.dev/requested-by"
 BUILDER_CONTAINER = "builder"
 JOB_PREFIX = "conch-engine-"
@@ -23,9 +27,18 @@ JOB_PREFIX = "conch-engine-"
 # ------------------------------------------------------------------------------------------- names
 
 
-def job_name(key: str) -> str:
-    # Labels carry the name (job-name), so it must stay within 63 characters.
-    return JOB_PREFIX + key[:40]
+def job_name(key: str, claim: str) -> str:
+    """One Job per engine and claim: Models with the same key but different claims each need the
+    engine in their own claim. Labels carry the name (job-name), so it stays within 63 characters."""
+    return f"{JOB_PREFIX}{key[:20]}-{claim_hash(claim)}"
+
+
+def claim_hash(claim: str) -> str:
+    return hashlib.sha256(claim.encode()).hexdigest()[:8]
+
+
+def uid_of(claim: dict[str, Any] | None) -> str:
+    return (claim or {}).get("metadata", {}).get("uid") or ""
 
 
 def key_label(key: str) -> str:
@@ -57,7 +70,7 @@ def cache_claim(model: Model) -> dict[str, Any]:
             "spec": spec}
 
 
-def build_job(model: Model, key: str, attempt: int, settings: OperatorSettings) -> dict[str, Any]:
+def build_job(model: Model, key: str, attempt: int, settings: OperatorSettings, claim_uid: str) -> dict[str, Any]:
     from conch_engines import tensorrt_llm
 
     spec = model.spec
@@ -100,7 +113,8 @@ def build_job(model: Model, key: str, attempt: int, settings: OperatorSettings) 
         "resources": {"requests": {**settings.build_requests, render.GPU_RESOURCE: str(gpus)},
                       "limits": {render.GPU_RESOURCE: str(gpus)}},
         "volumeMounts": mounts,
-        # The builder writes a one-line reason on failure; without one the log's end stands in.
+        # The builder writes a one-line reason on failure; without one the kubelet puts the log's
+        # end into the termination message, so the operator never needs to read pod logs.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": render.container_security_context(),
     }
@@ -120,8 +134,10 @@ def build_job(model: Model, key: str, attempt: int, settings: OperatorSettings) 
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": job_name(key), "namespace": model.metadata.namespace, "labels": labels,
-                     "annotations": {ATTEMPT_ANNOTATION: str(attempt), REQUESTED_BY_ANNOTATION: model.metadata.name}},
+        "metadata": {"name": job_name(key, claim_name(model)), "namespace": model.metadata.namespace,
+                     "labels": labels,
+                     "annotations": {ATTEMPT_ANNOTATION: str(attempt), REQUESTED_BY_ANNOTATION: model.metadata.name,
+                                     CLAIM_UID_ANNOTATION: claim_uid}},
         "spec": {
             "backoffLimit": settings.build_backoff_limit,
             "activeDeadlineSeconds": spec.trtllm.buildTimeoutSeconds,

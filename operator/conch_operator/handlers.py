@@ -125,16 +125,20 @@ async def _periodic(memo: kopf.Memo) -> None:
     last_resync = time.monotonic()
     while True:
         await asyncio.sleep(SETTINGS.external_probe_interval_s)
-        resync = time.monotonic() - last_resync >= SETTINGS.resync_interval_s
-        if resync:
-            last_resync = time.monotonic()
-        now = datetime.now(timezone.utc)
-        for model in VIEW.models():
-            key = (model["metadata"]["namespace"], model["metadata"]["name"])
-            if resync or build.retry_due(model, now):
-                memo.queue.add(key, apply=True)
-            elif model["spec"].get("runtime") == "external":
-                memo.queue.add(key, apply=False)
+        # One bad iteration must not end the task: nothing would restart resyncs, probes or retries.
+        try:
+            resync = time.monotonic() - last_resync >= SETTINGS.resync_interval_s
+            if resync:
+                last_resync = time.monotonic()
+            now = datetime.now(timezone.utc)
+            for model in VIEW.models():
+                key = (model["metadata"]["namespace"], model["metadata"]["name"])
+                if resync or build.retry_due(model, now):
+                    memo.queue.add(key, apply=True)
+                elif model["spec"].get("runtime") == "external":
+                    memo.queue.add(key, apply=False)
+        except Exception:
+            log.exception("periodic resync, probe and retry pass failed; trying again next time")
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:

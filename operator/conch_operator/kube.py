@@ -97,14 +97,16 @@ class Kube:
                 return created
         raise KubeError(409, f"{obj['kind']} {meta['name']} kept appearing and disappearing")
 
-    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
-        """The end of a container's log ("" when the kubelet cannot serve it)."""
-        path = _path("Pod", namespace, name) + "/log"
-        query = {"container": container, "tailLines": "50", "limitBytes": str(limit_bytes)}
+    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge patch of an existing object (None when there is none): for a field or two
+        of an object whose desired state is not rendered now, e.g. a kept Deployment's replicas."""
         try:
-            return self._request("GET", path, query, raw=True)
-        except KubeError:
-            return ""
+            return self._request("PATCH", _path(kind, namespace, name), {"fieldManager": FIELD_MANAGER}, body=patch,
+                                 content_type="application/merge-patch+json")
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
         """PUT: optimistic concurrency on metadata.resourceVersion (409 when someone wrote first)."""
@@ -123,11 +125,16 @@ class Kube:
         query = {"labelSelector": label_selector} if label_selector else None
         return self._request("GET", _path(kind, namespace), query).get("items", [])
 
-    def delete(self, kind: str, namespace: str, name: str) -> None:
+    def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """Gone already (404) is done. With `uid`, only that very object is deleted: one created
+        again under the name meanwhile (409, precondition failed) is left alone."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self._request("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
+            self._request("DELETE", _path(kind, namespace, name), body=body)
         except KubeError as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 409):
                 raise
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -139,9 +146,9 @@ class Kube:
                 raise
 
     def _request(self, method: str, path: str, query: dict[str, str] | None = None, *, body: Any = None,
-                 content_type: str = "application/json", raw: bool = False) -> Any:
+                 content_type: str = "application/json") -> Any:
         url = path + ("?" + urlencode(query) if query else "")
-        headers = {"Accept": "*/*" if raw else "application/json", "Content-Type": content_type}
+        headers = {"Accept": "application/json", "Content-Type": content_type}
         serialized = self._api.param_serialize(method=method, resource_path=url, header_params=headers,
                                                body=body, auth_settings=["BearerToken"])
         try:
@@ -151,8 +158,6 @@ class Kube:
         data = response.read()
         if response.status >= 400:
             raise KubeError(response.status, _reason(data))
-        if raw:
-            return data.decode("utf-8", "replace")
         return json.loads(data) if data else {}
 
 

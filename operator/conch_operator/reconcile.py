@@ -37,19 +37,23 @@ def reconcile(kube: Kube, view: ClusterView, body: dict[str, Any], settings: Ope
     model = model.model_copy(update={"status": ModelStatus.model_validate(previous)})
     now = datetime.now(timezone.utc)
     # tensorrt-llm: the engine comes first (build Job, cache); serving objects wait for it.
-    engine_state = engine.sync(kube, view, model, settings, now) if model.spec.runtime == Runtime.TENSORRT_LLM else None
-    if apply:
-        # While a (changed) engine is not ready, whatever serves now is left alone rather than
-        # replaced by objects pointing at an engine that does not exist yet.
-        if engine_state is None or engine_state.ready:
-            desired = render.desired_objects(model, settings)
-            # A Model never reconciled before owns nothing yet: create (cheap) rather than apply, no pruning.
-            fresh = model.status.observedGeneration is None and not view.deployment(key)[0]
-            for obj in desired:
-                (kube.create_or_apply if fresh else kube.apply)(obj)
-            if not fresh:
-                prune(kube, model, desired)
+    engine_state = (engine.sync(kube, view, model, settings, now, recheck=apply)
+                    if model.spec.runtime == Runtime.TENSORRT_LLM else None)
+    if apply and (engine_state is None or engine_state.ready):
+        desired = render.desired_objects(model, settings)
+        # A Model never reconciled before owns nothing yet: create (cheap) rather than apply, no pruning.
+        fresh = model.status.observedGeneration is None and not view.deployment(key)[0]
+        for obj in desired:
+            (kube.create_or_apply if fresh else kube.apply)(obj)
+        if not fresh:
+            prune(kube, model, desired)
         _applied_generation[key] = model.metadata.generation
+    elif apply:
+        # While a (changed) engine is not ready, whatever serves now is left alone rather than
+        # replaced by objects pointing at an engine that does not exist yet, and the generation
+        # stays unapplied: the Model event of the status reporting the engine ready applies it.
+        # Only the replica count reaches the running Deployment now (e.g. 0, to free its GPUs).
+        scale_kept_deployment(kube, view, model)
     observed = replace(observe(kube, view, model, settings), engine=engine_state)
     status = compute_status(model, observed, _format(now))
     if _dump(status) != previous:
@@ -78,12 +82,24 @@ def observe(kube: Kube, view: ClusterView, model: Model, settings: OperatorSetti
         return Observed(external_ready=ready, external_message=message)
     if model.spec.runtime not in (Runtime.LLAMA_CPP, Runtime.TENSORRT_LLM):
         return Observed()
+    return Observed(deployment=_deployment(kube, view, key), unschedulable=view.unschedulable(key),
+                    problems=source_problems(kube, model))
+
+
+def scale_kept_deployment(kube: Kube, view: ClusterView, model: Model) -> None:
+    key = (model.metadata.namespace, model.metadata.name)
+    deployment = _deployment(kube, view, key)
+    if deployment is not None and deployment.get("spec", {}).get("replicas") != model.spec.replicas:
+        log.info("scaling the kept Deployment of Model %s/%s to %d replicas", *key, model.spec.replicas)
+        kube.patch("Deployment", key[0], render.Names(key[1]).workload, {"spec": {"replicas": model.spec.replicas}})
+
+
+def _deployment(kube: Kube, view: ClusterView, key: Key) -> dict[str, Any] | None:
     known, deployment = view.deployment(key)
     if not known:  # e.g. just after a restart, before the watch caught up: ask once
         deployment = kube.get("Deployment", key[0], render.Names(key[1]).workload)
         view.remember_deployment(key, deployment)
-    return Observed(deployment=deployment, unschedulable=view.unschedulable(key),
-                    problems=source_problems(kube, model))
+    return deployment
 
 
 def source_problems(kube: Kube, model: Model) -> list[str]:

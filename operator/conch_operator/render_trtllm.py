@@ -26,8 +26,9 @@ STARTUP_SECONDS = 30 * 60
 
 
 def serving_objects(model: Model, settings: OperatorSettings) -> list[dict[str, Any]]:
-    config_map = repository_config_map(model)
-    return [config_map, deployment(model, settings, config_map), render.service(model)]
+    files = repository_files(model)  # rendered once: the ConfigMap holds them, the Deployment lists them
+    config_map = repository_config_map(model, files)
+    return [config_map, deployment(model, settings, config_map, sorted(files)), render.service(model)]
 
 
 def uses_engine(model: Model) -> bool:
@@ -61,18 +62,19 @@ def template_dir(model: Model) -> str:
     return f"{tensorrt_llm.ALL_MODELS_DIR}/{'inflight_batcher_llm' if uses_engine(model) else 'llmapi'}"
 
 
-def repository_config_map(model: Model) -> dict[str, Any]:
-    data = {_config_key(path): content for path, content in sorted(repository_files(model).items())}
+def repository_config_map(model: Model, files: dict[str, str]) -> dict[str, Any]:
+    data = {_config_key(path): content for path, content in sorted(files.items())}
     return render.owned_object("v1", "ConfigMap", render.Names(model.metadata.name).repository, model, data=data)
 
 
-def deployment(model: Model, settings: OperatorSettings, config_map: dict[str, Any]) -> dict[str, Any]:
+def deployment(model: Model, settings: OperatorSettings, config_map: dict[str, Any],
+               files: list[str]) -> dict[str, Any]:
+    """`files`: the repository files' paths, in the order the init container copies them."""
     from conch_engines import tensorrt_llm
 
     spec = model.spec
     names = render.Names(model.metadata.name)
     image = spec.images.triton if spec.images and spec.images.triton else settings.trtllm_triton_image
-    files = sorted(repository_files(model))
     gpus = spec.engine.tensorParallel
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": names.repository,

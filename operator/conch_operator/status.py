@@ -35,6 +35,7 @@ class Verdict:
 
 def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
     verdict = _judge(model, observed)
+    served = _served(model, observed)
     previous = {c.type: c for c in model.status.conditions}
     generation = model.metadata.generation
     conditions = [
@@ -48,14 +49,30 @@ def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
         conditions=conditions,
         replicas=verdict.replicas,
         readyReplicas=verdict.ready_replicas,
-        endpoint=render.endpoint(model),
-        grpcAddress=render.grpc_address(model),
-        tritonModel=render.triton_model(model),
-        interface=render.interface(model),
+        **served,
         observedGeneration=generation,
         selector=render.selector_string(model),
         engine=observed.engine.status if observed.engine else None,
     )
+
+
+def _served(model: Model, observed: Observed) -> dict[str, Any]:
+    """Where the gateway finds the model and what it calls there: what the current spec renders —
+    unless the Deployment of an earlier spec keeps serving while this spec's engine is built (e.g.
+    backend pytorch → engine: the running Triton has `tensorrt_llm`, not yet `ensemble`). Then the
+    previous status, written for that Deployment, still describes it."""
+    if _serves_earlier_spec(model, observed):
+        return {field: getattr(model.status, field)
+                for field in ("endpoint", "grpcAddress", "tritonModel", "interface")}
+    return {"endpoint": render.endpoint(model), "grpcAddress": render.grpc_address(model),
+            "tritonModel": render.triton_model(model), "interface": render.interface(model)}
+
+
+def _serves_earlier_spec(model: Model, observed: Observed) -> bool:
+    """tensorrt-llm: serving objects are applied only once the engine is ready, so a Deployment
+    seen while it is not was rendered from an earlier spec."""
+    return (model.spec.runtime == Runtime.TENSORRT_LLM and observed.deployment is not None
+            and not (observed.engine and observed.engine.ready))
 
 
 def _judge(model: Model, observed: Observed) -> Verdict:
@@ -83,7 +100,9 @@ def _judge_tensorrt_llm(model: Model, observed: Observed) -> Verdict:
     if engine.failed:
         problems = [engine.message, *([verdict.degraded[2]] if verdict.degraded[0] else [])]
         verdict = replace(verdict, degraded=(True, "BuildFailed", "; ".join(problems)))
-    if observed.deployment is None and model.spec.replicas > 0:
+    # Nothing serves yet, or an earlier spec's Deployment does but no status told what it serves
+    # (e.g. status cleared): the gateway must not call it under this spec's names.
+    if model.spec.replicas > 0 and (observed.deployment is None or not model.status.tritonModel):
         waiting = (False, "EngineNotReady", f"waiting for the engine: {engine.message}")
         verdict = replace(verdict, ready=waiting, available=waiting)
     return replace(verdict, building=not engine.failed)

@@ -106,8 +106,11 @@ def _key(body: dict[str, Any]) -> Key:
 
 
 def _slim(deployment: dict[str, Any]) -> dict[str, Any]:
-    """Only what status decisions need: keeps memory flat at hundreds of Models."""
-    return {"metadata": {"name": deployment["metadata"]["name"]}, "status": deployment.get("status", {})}
+    """Only what status decisions (and scaling a kept Deployment) need: keeps memory flat at
+    hundreds of Models."""
+    return {"metadata": {"name": deployment["metadata"]["name"]},
+            "spec": {"replicas": (deployment.get("spec") or {}).get("replicas")},
+            "status": deployment.get("status", {})}
 
 
 def _unschedulable_message(pod: dict[str, Any]) -> str | None:

@@ -197,7 +197,6 @@ OPERATOR_NAMESPACED_RULES = {
     ("", "services", ()): {"list", "create", "patch", "delete"},
     ("batch", "jobs", ()): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods", ()): {"list", "watch"},
-    ("", "pods/log", ()): {"get"},
     ("", "persistentvolumeclaims", ()): {"get", "create"},
     ("", "secrets", ()): {"get"},
     ("", "events", ()): {"create"},

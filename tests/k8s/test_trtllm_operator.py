@@ -21,6 +21,7 @@ import yaml
 
 from conch_api import Model
 from conch_engines import tensorrt_llm
+from conch_operator import build, build_job
 from support import REPO_ROOT
 from support.k8s import Operator, condition, engine_cache_volume, wait_until
 
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.k8s
 QWEN_EXAMPLE = REPO_ROOT / "examples" / "qwen2-7b-instruct-gptq-int4.yaml"
 LLAMA_EXAMPLE = REPO_ROOT / "examples" / "llama-3.1-8b-instruct-awq.yaml"
 ENGINE_JOBS = "conch.dev/engine-key"
+CLAIM = "conch-engine-cache"  # the default engine cache claim
 
 
 @pytest.fixture
@@ -50,6 +52,10 @@ def trt_model(name: str, **spec) -> dict:
 def engine_key(kubectl, name: str) -> str:
     model = Model.model_validate(kubectl.model(name))
     return tensorrt_llm.cache_key(tensorrt_llm.engine_inputs(model.spec))
+
+
+def job_name(key: str) -> str:
+    return build_job.job_name(key, CLAIM)
 
 
 def build_jobs(kubectl) -> list[dict]:
@@ -85,8 +91,9 @@ def test_engine_is_built_once_then_served_and_shared(kubectl, operator, namespac
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
 
     # One build Job, on the GPU type that will serve, running the builder for this key.
-    job = wait_until(lambda: kubectl.get("job", f"conch-engine-{key}"), 30, message="build Job")
+    job = wait_until(lambda: kubectl.get("job", job_name(key)), 30, message="build Job")
     assert "ownerReferences" not in job["metadata"]
+    assert job["metadata"]["annotations"][build_job.CLAIM_UID_ANNOTATION] == claim["metadata"]["uid"]
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] == "1"
@@ -101,7 +108,7 @@ def test_engine_is_built_once_then_served_and_shared(kubectl, operator, namespac
     model = ready(kubectl, name)
     status = model["status"]
     assert condition(model, "EngineReady")["reason"] == "EngineBuilt"
-    assert status["engine"]["cacheKey"] == key and status["engine"]["job"] == f"conch-engine-{key}"
+    assert status["engine"]["cacheKey"] == key and status["engine"]["job"] == job_name(key)
     assert status["engine"]["path"] == f"engines/{key}/engine"
     assert status["tritonModel"] == "ensemble" and status["interface"] == "ensemble"
     assert status["endpoint"] == f"http://{name}-triton.{namespace}.svc:8000"
@@ -109,8 +116,8 @@ def test_engine_is_built_once_then_served_and_shared(kubectl, operator, namespac
     builders = [p for p in kubectl.get("pods", selector=f"{ENGINE_JOBS}={key}")]
     assert builders and all(p["spec"]["nodeName"] == "gpu-l4-0" for p in builders)
 
-    record = json.loads(kubectl.get("configmap", "conch-engines")["data"][key])
-    assert record["state"] == "built" and record["job"] == f"conch-engine-{key}"
+    record = json.loads(kubectl.get("configmap", "conch-engines")["data"][build.record_key(key, CLAIM)])
+    assert record["state"] == "built" and record["job"] == job_name(key)
     assert record["versions"]["tensorrtLLM"] == tensorrt_llm.TRTLLM_VERSION
 
     deployment = kubectl.get("deployment", f"{name}-triton")
@@ -140,7 +147,8 @@ def test_engine_is_built_once_then_served_and_shared(kubectl, operator, namespac
 
     # Deleting the Models leaves the engines: claim and record stay.
     kubectl("delete", "model", name, "qwen-twin", "--wait=true", "--timeout=30s")
-    assert kubectl.get("pvc", "conch-engine-cache") and key in kubectl.get("configmap", "conch-engines")["data"]
+    assert kubectl.get("pvc", CLAIM)
+    assert build.record_key(key, CLAIM) in kubectl.get("configmap", "conch-engines")["data"]
 
 
 def test_gated_llama_example_builds_with_its_token(kubectl, operator, engine_volume):
@@ -148,7 +156,7 @@ def test_gated_llama_example_builds_with_its_token(kubectl, operator, engine_vol
     kubectl("apply", "-f", str(LLAMA_EXAMPLE))
     name = example(LLAMA_EXAMPLE)["metadata"]["name"]
     key = engine_key(kubectl, name)
-    job = wait_until(lambda: kubectl.get("job", f"conch-engine-{key}"), 30, message="build Job")
+    job = wait_until(lambda: kubectl.get("job", job_name(key)), 30, message="build Job")
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in \
@@ -161,7 +169,7 @@ def test_gated_llama_example_builds_with_its_token(kubectl, operator, engine_vol
 def test_tensor_parallel_engine_spans_gpus(kubectl, operator, engine_volume):
     kubectl.apply(trt_model("tp2", engine={"tensorParallel": 2}, gpu={"count": 2, "product": "NVIDIA-A100-SXM4-80GB"}))
     key = wait_until(lambda: kubectl.model("tp2") and engine_key(kubectl, "tp2"), 10)
-    job = wait_until(lambda: kubectl.get("job", f"conch-engine-{key}"), 30, message="build Job")
+    job = wait_until(lambda: kubectl.get("job", job_name(key)), 30, message="build Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     ready(kubectl, "tp2")
     triton = kubectl.get("deployment", "tp2-triton")["spec"]["template"]["spec"]["containers"][0]
@@ -179,6 +187,31 @@ def test_pytorch_backend_serves_without_a_build(kubectl, operator):
     pod = kubectl.get("deployment", "llmapi-triton")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["download", "repository"]
     assert "tensorrt_llm__1__model.yaml" in kubectl.get("configmap", "llmapi-triton-repository")["data"]
+
+
+def test_spec_change_while_the_engine_builds_leaves_what_serves(kubectl, operator, engine_volume):
+    """backend pytorch → engine, on a GPU product no node has, so the build waits: the llmapi
+    Deployment keeps serving and status keeps naming what it serves; a replicas change still
+    reaches it (0 frees its GPUs)."""
+    kubectl.apply(trt_model("switch", quantization="int4_awq", tensorrtLLM={"backend": "pytorch"},
+                            source={"huggingFace": {"repoId": "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"}}))
+    ready(kubectl, "switch")
+    kubectl("patch", "model", "switch", "--type=merge", "-p", json.dumps({"spec": {
+        "tensorrtLLM": {"backend": "engine"}, "gpu": {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"}}}))
+    status = engine_condition(kubectl, "switch", "BuildPending")["status"]
+    assert status["phase"] == "Ready" and condition(kubectl.model("switch"), "Ready")["status"] == "True"
+    assert (status["tritonModel"], status["interface"]) == ("tensorrt_llm", "llmapi")
+
+    kubectl("patch", "model", "switch", "--type=merge", "-p", json.dumps({"spec": {"replicas": 0}}))
+    wait_until(lambda: kubectl.get("deployment", "switch-triton")["spec"]["replicas"] == 0, 30,
+               message="the kept Deployment scaled to 0")
+    model = wait_until(lambda: (m := kubectl.model("switch"))["status"]["phase"] == "Stopped" and m, 30,
+                       message="Model Stopped")
+    assert model["status"]["tritonModel"] == "tensorrt_llm"
+    # Still the pytorch Deployment: nothing but its replicas changed.
+    pod = kubectl.get("deployment", "switch-triton")["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["download", "repository"]
+    assert "Traceback" not in operator.log()
 
 
 def fail_builder_pod(kubectl, job: dict, message: str) -> None:
@@ -202,7 +235,7 @@ def test_failed_build_backs_off_then_retries(cluster, kubectl, namespace, engine
         # No node has this GPU: the builder pod waits for one (the status says so) until it "fails".
         kubectl.apply(trt_model("broken", gpu={"count": 1, "product": "NVIDIA-H100-80GB-HBM3"}))
         key = wait_until(lambda: kubectl.model("broken") and engine_key(kubectl, "broken"), 10)
-        first = wait_until(lambda: kubectl.get("job", f"conch-engine-{key}"), 30, message="build Job")
+        first = wait_until(lambda: kubectl.get("job", job_name(key)), 30, message="build Job")
         pending = engine_condition(kubectl, "broken", "BuildPending")
         wait_until(lambda: "waiting for a node" in condition(kubectl.model("broken"), "EngineReady")["message"], 30,
                    message="scheduler's words in EngineReady")
@@ -211,7 +244,7 @@ def test_failed_build_backs_off_then_retries(cluster, kubectl, namespace, engine
         fail_builder_pod(kubectl, first, "ValueError: act-order GPTQ checkpoints are not supported")
         model = engine_condition(kubectl, "broken", "BuildFailed")
         engine = model["status"]["engine"]
-        assert engine["attempts"] == 1 and engine["job"] == f"conch-engine-{key}"
+        assert engine["attempts"] == 1 and engine["job"] == job_name(key)
         assert "BackoffLimitExceeded" in engine["lastFailure"]
         assert "act-order GPTQ checkpoints are not supported" in engine["lastFailure"]
         assert model["status"]["phase"] == "Degraded"
@@ -225,7 +258,7 @@ def test_failed_build_backs_off_then_retries(cluster, kubectl, namespace, engine
             assert [j["metadata"]["uid"] for j in jobs] == [first["metadata"]["uid"]]
             time.sleep(0.3)
         # … then the failed Job is replaced by the next attempt.
-        second = wait_until(lambda: (j := kubectl.get("job", f"conch-engine-{key}"))
+        second = wait_until(lambda: (j := kubectl.get("job", job_name(key)))
                             and j["metadata"]["uid"] != first["metadata"]["uid"] and j, 30, message="second attempt")
         assert second["metadata"]["annotations"]["conch.dev/build-attempt"] == "2"
         retrying = engine_condition(kubectl, "broken", "BuildPending")
@@ -236,12 +269,12 @@ def test_failed_build_backs_off_then_retries(cluster, kubectl, namespace, engine
                            message="second failure recorded")
         engine = model["status"]["engine"]
         assert "CUDA out of memory" in engine["lastFailure"]
-        failed_at = next(c for c in kubectl.get("job", f"conch-engine-{key}")["status"]["conditions"]
+        failed_at = next(c for c in kubectl.get("job", job_name(key))["status"]["conditions"]
                          if c["type"] == "Failed")["lastTransitionTime"]
         delay = (datetime.fromisoformat(engine["retryAfter"].replace("Z", "+00:00"))
                  - datetime.fromisoformat(failed_at.replace("Z", "+00:00"))).total_seconds()
         assert delay == 8  # doubled
-        record = json.loads(kubectl.get("configmap", "conch-engines")["data"][key])
+        record = json.loads(kubectl.get("configmap", "conch-engines")["data"][build.record_key(key, CLAIM)])
         assert record["state"] == "failed" and record["attempts"] == 2
         assert "Traceback" not in operator.log()
     finally:

@@ -136,6 +136,7 @@ def test_a_leader_that_cannot_renew_gives_up_after_the_renew_deadline():
     a.keep_renewing(on_lost=lost.set)
     assert lost.wait(5)
     assert time.monotonic() - started >= a.config.renew_deadline_s
+    a.release()  # stops the renewing thread (the release itself fails: the API is still down)
 
 
 def test_a_renewing_leader_does_not_give_up():
@@ -170,6 +171,7 @@ def test_a_leader_whose_api_call_hangs_still_gives_up_at_the_renew_deadline():
     assert lost.wait(2), "the watchdog did not fire while the renewal hung"
     assert time.monotonic() - started < 1.0
     hang.set()
+    a.release()
 
 
 def test_a_standby_survives_api_errors_while_waiting():

@@ -128,11 +128,11 @@ def test_cluster_view_tracks_deployments_and_unschedulable_pods():
     key = ("ns", "m")
     assert view.deployment(key) == (False, None)
     view.remember_deployment(key, {"metadata": {"name": "m-triton"}, "status": {"readyReplicas": 0}})
-    view.deployment_event("MODIFIED", key, {"metadata": {"name": "m-triton"}, "spec": {"big": "x" * 1000},
+    view.deployment_event("MODIFIED", key, {"metadata": {"name": "m-triton"}, "spec": {"replicas": 2, "big": "x" * 1000},
                                             "status": {"readyReplicas": 1}})
     view.remember_deployment(key, {"metadata": {"name": "m-triton"}, "status": {"readyReplicas": 0}})
     known, deployment = view.deployment(key)
-    assert known and deployment["status"]["readyReplicas"] == 1 and "spec" not in deployment
+    assert known and deployment["status"]["readyReplicas"] == 1 and deployment["spec"] == {"replicas": 2}
 
     pending = {"metadata": {"name": "p1"}, "status": {"conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "no nodes"}]}}

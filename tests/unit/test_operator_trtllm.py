@@ -18,6 +18,7 @@ from conch_operator.view import ClusterView
 SETTINGS = OperatorSettings()
 NOW = datetime(2026, 9, 1, 12, 0, 0, tzinfo=timezone.utc)
 CLAIM = {"metadata": {"name": "conch-engine-cache", "uid": "claim-1"}, "status": {"phase": "Bound"}}
+JOB = "conch-engine-{key}-" + build_job.claim_hash("conch-engine-cache")  # the Job name for the default claim
 
 
 def model(name: str = "qwen", status: dict | None = None, **spec) -> Model:
@@ -34,8 +35,9 @@ def key_of(m: Model) -> str:
     return render_trtllm.engine_key(m)
 
 
-def job(m: Model, *, attempt: int = 1, uid: str = "job-1", conditions: list | None = None, **status) -> dict:
-    manifest = build_job.build_job(m, key_of(m), attempt, SETTINGS)
+def job(m: Model, *, attempt: int = 1, uid: str = "job-1", conditions: list | None = None, claim_uid: str = "claim-1",
+        **status) -> dict:
+    manifest = build_job.build_job(m, key_of(m), attempt, SETTINGS, claim_uid)
     manifest["metadata"]["uid"] = uid
     manifest["status"] = {"conditions": conditions or [], **status}
     return manifest
@@ -63,10 +65,11 @@ def failed_pod(message: str = "ValueError: no GPTQ checkpoint", exit_code: int =
 def test_build_job_runs_on_the_serving_gpu_type(tp, product):
     m = model(engine={"tensorParallel": tp}, gpu={"count": tp, "product": product},
               tolerations=[{"key": "team", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}])
-    manifest = build_job.build_job(m, key_of(m), 1, SETTINGS)
+    manifest = build_job.build_job(m, key_of(m), 1, SETTINGS, "claim-1")
     key = key_of(m)
-    assert manifest["metadata"]["name"] == f"conch-engine-{key}" and len(manifest["metadata"]["name"]) <= 63
-    assert "ownerReferences" not in manifest["metadata"]  # shared by every Model with this key
+    assert manifest["metadata"]["name"] == JOB.format(key=key) and len(manifest["metadata"]["name"]) <= 63
+    assert manifest["metadata"]["annotations"][build_job.CLAIM_UID_ANNOTATION] == "claim-1"
+    assert "ownerReferences" not in manifest["metadata"]  # shared by every Model with this key and claim
     assert manifest["metadata"]["labels"][build_job.ENGINE_KEY_LABEL] == key
     spec = manifest["spec"]
     assert spec["activeDeadlineSeconds"] == 7200 and spec["backoffLimit"] == 2 and spec["ttlSecondsAfterFinished"] > 0
@@ -95,13 +98,13 @@ def test_build_job_sources_and_overrides():
                                           "tokenSecretRef": {"name": "hf", "key": "token"}}},
                   quantization="int4_awq", images={"engineBuilder": "registry.local/builder:dev"},
                   tensorrtLLM={"buildTimeoutSeconds": 900})
-    container = build_job.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["template"]["spec"]["containers"][0]
+    container = build_job.build_job(gated, key_of(gated), 1, SETTINGS, "claim-1")["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}} in container["env"]
     assert container["image"] == "registry.local/builder:dev"
-    assert build_job.build_job(gated, key_of(gated), 1, SETTINGS)["spec"]["activeDeadlineSeconds"] == 900
+    assert build_job.build_job(gated, key_of(gated), 1, SETTINGS, "claim-1")["spec"]["activeDeadlineSeconds"] == 900
 
     local = model(source={"pvc": {"claimName": "weights", "path": "/qwen2-7b"}})
-    manifest = build_job.build_job(local, key_of(local), 1, SETTINGS)
+    manifest = build_job.build_job(local, key_of(local), 1, SETTINGS, "claim-1")
     pod = manifest["spec"]["template"]["spec"]
     assert {"name": "source", "persistentVolumeClaim": {"claimName": "weights", "readOnly": True}} in pod["volumes"]
     assert pod["containers"][0]["command"] == tensorrt_llm.builder_command(local.spec, key_of(local),
@@ -182,7 +185,8 @@ def test_pytorch_backend_serves_the_llmapi_model():
     on_pvc = model(quantization="fp8", tensorrtLLM={"backend": "pytorch"},
                    source={"pvc": {"claimName": "weights", "path": "llama-fp8"}})
     assert render_trtllm.checkpoint_path(on_pvc) == "/models/source/llama-fp8"
-    pod = render_trtllm.deployment(on_pvc, SETTINGS, render_trtllm.repository_config_map(on_pvc))["spec"]["template"]["spec"]
+    pod = next(o for o in render_trtllm.serving_objects(on_pvc, SETTINGS)
+               if o["kind"] == "Deployment")["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["repository"]
 
 
@@ -202,7 +206,7 @@ def test_first_model_creates_the_job_and_waits_for_it():
     decision = build.decide(m, key_of(m), None, CLAIM, None, [], NOW, SETTINGS)
     assert decision.action == Action.CREATE_JOB and decision.attempt == 1
     assert (decision.engine.ready, decision.engine.reason) == (False, "BuildPending")
-    assert decision.engine.status.cacheKey == key_of(m) and decision.engine.status.job == build_job.job_name(key_of(m))
+    assert decision.engine.status.cacheKey == key_of(m) and decision.engine.status.job == JOB.format(key=key_of(m))
 
     pending = {"metadata": {"name": "p"}, "status": {"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
@@ -226,7 +230,7 @@ def test_success_is_recorded_then_shared():
     assert (done.engine.ready, done.engine.reason) == (True, "EngineBuilt")
     record = done.record
     assert record["path"] == f"engines/{key}/engine" and record["builtAt"] == "2026-09-01T11:59:30Z"
-    assert record["job"] == build_job.job_name(key) and record["claimUid"] == "claim-1"
+    assert record["job"] == JOB.format(key=key) and record["claimUid"] == "claim-1"
     assert record["versions"]["tensorrtLLM"] == tensorrt_llm.TRTLLM_VERSION
     ledger = build.ledger_object("ns", key, record)
     assert build.read_record(ledger, key) == record and "ownerReferences" not in ledger["metadata"]
@@ -259,9 +263,8 @@ def test_failure_is_recorded_with_the_builders_words():
     failed_job = job(m, conditions=failed(), failed=3)
     pod = failed_pod()
     message = build.failure_message(failed_job, pod)
-    assert message.startswith(f"build Job {build_job.job_name(key)} failed: BackoffLimitExceeded")
+    assert message.startswith(f"build Job {JOB.format(key=key)} failed: BackoffLimitExceeded")
     assert "exited with code 1 (Error): ValueError: no GPTQ checkpoint" in message
-    assert not build.needs_log_tail(pod)
 
     decision = build.decide(m, key, None, CLAIM, failed_job, [pod], NOW, SETTINGS, failure=message)
     assert decision.action == Action.RECORD_FAILURE
@@ -283,13 +286,15 @@ def test_failure_is_recorded_with_the_builders_words():
     assert build.decide(m, key, record, CLAIM, None, [], NOW + timedelta(seconds=1), SETTINGS).attempt == 2
 
 
-def test_failure_without_termination_message_uses_the_log_tail():
+def test_failure_message_is_the_termination_message():
+    """The kubelet puts the log's end into the termination message when the builder wrote none
+    (FallbackToLogsOnError): the operator reads no logs."""
     m = model()
-    pod = failed_pod(message="")
-    assert build.needs_log_tail(pod)
-    message = build.failure_message(job(m, conditions=failed(reason="DeadlineExceeded")), pod,
-                                    "loading checkpoint\nCUDA out of memory\n")
+    message = build.failure_message(job(m, conditions=failed(reason="DeadlineExceeded")),
+                                    failed_pod(message="loading checkpoint\nCUDA out of memory\n"))
     assert "DeadlineExceeded" in message and message.endswith("CUDA out of memory")
+    silent = build.failure_message(job(m, conditions=failed()), failed_pod(message=""))
+    assert silent.endswith("exited with code 1 (Error)")
     huge = build.failure_message(job(m, conditions=failed()), failed_pod(message="x" * 10_000))
     assert len(huge) <= build.MAX_FAILURE_CHARS + 1
 
@@ -308,6 +313,9 @@ def test_retry_due_reads_the_status():
     body = {"status": {"engine": {"retryAfter": "2026-09-01T12:00:00Z"}}}
     assert build.retry_due(body, NOW) and not build.retry_due(body, NOW - timedelta(seconds=1))
     assert not build.retry_due({"status": {}}, NOW)
+    # Edited by hand into nonsense: due (the reconcile writes a proper one), never an exception.
+    assert build.retry_due({"status": {"engine": {"retryAfter": "soon"}}}, NOW)
+    assert build.retry_due({"status": {"engine": {"retryAfter": "2026-09-01T12:00:00"}}}, NOW)  # no zone
 
 
 # ------------------------------------------------------------------------------------------ status
@@ -375,3 +383,215 @@ def test_status_patch_removes_what_is_gone():
     assert _with_removals(previous, new) == {"phase": "Building",
                                              "engine": {"attempts": 1, "lastFailure": "boom", "retryAfter": None}}
     assert _with_removals({"engine": {"attempts": 0}}, {}) == {"engine": None}
+
+
+# ------------------------------------------------------------------------------- engine per claim
+
+
+def test_job_and_record_are_per_claim():
+    """Same engine inputs, other claims: each claim gets its own Job and record."""
+    a, b = model("a"), model("b", tensorrtLLM={"engineCache": {"claimName": "team-b-engines"}})
+    key = key_of(a)
+    assert key_of(b) == key
+    job_a, job_b = (build_job.build_job(m, key, 1, SETTINGS, "uid")["metadata"]["name"] for m in (a, b))
+    assert job_a != job_b and job_a.startswith(f"conch-engine-{key}-") and len(job_b) <= 63
+    assert build.record_key(key, "conch-engine-cache") == f"{key}.conch-engine-cache"
+    assert build.record_key(key, "team-b-engines") != build.record_key(key, "conch-engine-cache")
+    long = build.record_key(key, "x" * 253)  # ConfigMap keys hold at most 253 characters
+    assert len(long) <= 253 and long != build.record_key(key, "x" * 252 + "y")
+
+    # a's engine is built into a's claim; b's claim has no record: b builds its own.
+    record = build.decide(a, key, None, CLAIM, job(a, conditions=COMPLETE), [], NOW, SETTINGS).record
+    other_claim = {"metadata": {"name": "team-b-engines", "uid": "claim-b"}}
+    ledger = build.ledger_object("ns", build.record_key(key, "conch-engine-cache"), record)
+    assert build.read_record(ledger, build.record_key(key, "team-b-engines")) is None
+    created = build.decide(b, key, None, other_claim, None, [], NOW, SETTINGS)
+    assert created.action == Action.CREATE_JOB and created.engine.status.job == job_b
+
+
+def test_job_made_for_an_earlier_claim_is_replaced():
+    """A claim deleted and created again under its name: the old Job's success built nothing in it."""
+    m = model()
+    key = key_of(m)
+    recreated = {"metadata": {"name": "conch-engine-cache", "uid": "claim-2"}}
+    stale = job(m, conditions=COMPLETE, claim_uid="claim-1")
+    decision = build.decide(m, key, None, recreated, stale, [], NOW, SETTINGS)
+    assert decision.action == Action.RETRY and decision.attempt == 1 and not decision.engine.ready
+    assert "earlier engine cache claim" in decision.engine.message
+    # Made for this claim: recorded as built into it.
+    done = build.decide(m, key, None, recreated, job(m, conditions=COMPLETE, claim_uid="claim-2"), [], NOW, SETTINGS)
+    assert done.action == Action.RECORD_BUILT and done.record["claimUid"] == "claim-2"
+
+
+class FakeKube:
+    """Records writes; reads find nothing unless given."""
+
+    def __init__(self, objects: dict | None = None):
+        self.objects = objects or {}
+        self.calls: list[tuple] = []
+
+    def get(self, kind, namespace, name):
+        self.calls.append(("get", kind, name))
+        return self.objects.get((kind, name))
+
+    def list(self, kind, namespace, selector=None):
+        self.calls.append(("list", kind))
+        return []
+
+    def __getattr__(self, verb):  # apply, create, create_or_apply, patch, delete, merge_patch, patch_status
+        def call(*args, **kwargs):
+            self.calls.append((verb, *args, kwargs) if kwargs else (verb, *args))
+            return {"metadata": {"uid": "new"}}
+        return call
+
+
+def test_retry_deletes_only_the_failed_job():
+    from conch_operator import engine
+
+    m = model()
+    key = key_of(m)
+    failed_job = job(m, uid="job-7", conditions=failed())
+    record = {"state": "failed", "attempts": 1, "jobUid": "job-7", "retryAfter": "2026-09-01T11:00:00Z"}
+    kube = FakeKube({("PersistentVolumeClaim", "conch-engine-cache"): CLAIM,
+                     ("ConfigMap", build.LEDGER): build.ledger_object("ns", build.record_key(key, "conch-engine-cache"), record),
+                     ("Job", JOB.format(key=key)): failed_job})
+    assert engine.sync(kube, ClusterView(), m, SETTINGS, NOW).reason == "BuildPending"
+    assert ("delete", "Job", "ns", JOB.format(key=key), {"uid": "job-7"}) in kube.calls
+    (created,) = [c[1] for c in kube.calls if c[0] == "create"]
+    assert created["metadata"]["annotations"][build_job.CLAIM_UID_ANNOTATION] == "claim-1"
+    assert created["metadata"]["annotations"][build_job.ATTEMPT_ANNOTATION] == "2"
+
+
+def test_delete_names_the_uid_and_a_conflict_is_done(monkeypatch):
+    from conch_operator.kube import Kube, KubeError
+
+    kube = Kube()
+    sent = []
+
+    def request(method, path, query=None, *, body=None, content_type=""):
+        sent.append((method, path, body))
+        raise KubeError(409, "Precondition failed: UID in precondition: job-7, UID in object meta: job-8")
+
+    monkeypatch.setattr(kube, "_request", request)
+    kube.delete("Job", "ns", "conch-engine-x", uid="job-7")  # another Model's new attempt: left alone, no error
+    assert sent == [("DELETE", "/apis/batch/v1/namespaces/ns/jobs/conch-engine-x",
+                     {"propagationPolicy": "Background", "preconditions": {"uid": "job-7"}})]
+    kube.close()
+
+
+# ------------------------------------------------------------------------ a spec change while building
+
+
+def served(status) -> tuple:
+    return status.endpoint, status.grpcAddress, status.tritonModel, status.interface.value if status.interface else None
+
+
+PYTORCH_READY = {"phase": "Ready", "tritonModel": "tensorrt_llm", "interface": "llmapi",
+                 "endpoint": "http://qwen-triton.ns.svc:8000", "grpcAddress": "qwen-triton.ns.svc:8001",
+                 "conditions": [{"type": "Ready", "status": "True", "reason": "ReplicasReady"},
+                                {"type": "EngineReady", "status": "True", "reason": "NoBuildNeeded"}]}
+SERVING = {"metadata": {"name": "qwen-triton"}, "spec": {"replicas": 1},
+           "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                      "conditions": [{"type": "Available", "status": "True"}]}}
+
+
+def test_status_names_what_the_kept_deployment_serves():
+    """backend pytorch → engine: until the engine is built the llmapi server keeps serving, and
+    status keeps telling the gateway to call `tensorrt_llm` over llmapi, not `ensemble`."""
+    m = model(quantization="int4_awq", status=PYTORCH_READY)  # the engine backend now
+    building = EngineObservation(False, "Building", "build Job x running")
+    status = compute_status(m, Observed(engine=building, deployment=SERVING), "T")
+    assert served(status) == ("http://qwen-triton.ns.svc:8000", "qwen-triton.ns.svc:8001", "tensorrt_llm", "llmapi")
+    assert status.condition("Ready").status == "True" and status.phase == Phase.READY
+    assert status.condition("EngineReady").reason == "Building"
+
+    # Status never said what the running Deployment serves: not Ready rather than a guess.
+    unknown = compute_status(model(), Observed(engine=building, deployment=SERVING), "T")
+    assert unknown.condition("Ready").status == "False" and unknown.tritonModel is None
+
+    # Engine ready (the new objects applied): the new names.
+    ready = compute_status(m, Observed(engine=EngineObservation(True, "EngineBuilt", "built"), deployment=SERVING), "T")
+    assert served(ready)[2:] == ("ensemble", "ensemble")
+
+
+def test_replicas_reach_the_kept_deployment_while_the_engine_builds(monkeypatch):
+    from conch_operator import engine, reconcile
+
+    engine_state = EngineObservation(False, "Building", "build Job x running")
+    monkeypatch.setattr(engine, "sync", lambda *args, **kwargs: engine_state)
+    view = ClusterView()
+    key = ("ns", "qwen")
+    view.deployment_event("ADDED", key, SERVING)
+    body = model(quantization="int4_awq", replicas=0, status=PYTORCH_READY).model_dump(mode="json", exclude_none=True)
+    body["metadata"]["generation"] = 2
+    kube = FakeKube()
+    try:
+        status = reconcile.reconcile(kube, view, body, SETTINGS)
+        # Scaled to 0 (its GPUs are free for the build), nothing else of it touched; status Stopped
+        # and still naming what the Deployment served.
+        assert [c for c in kube.calls if c[0] not in ("get", "list", "patch_status")] == [
+            ("patch", "Deployment", "ns", "qwen-triton", {"spec": {"replicas": 0}})]
+        assert status.phase == Phase.STOPPED and status.tritonModel == "tensorrt_llm"
+        assert reconcile.needs_apply(body)  # not applied: the engine's readiness brings the apply
+
+        # The watch reports the scale: no second patch.
+        view.deployment_event("MODIFIED", key, {**SERVING, "spec": {"replicas": 0}})
+        kube.calls.clear()
+        reconcile.reconcile(kube, view, body, SETTINGS)
+        assert not [c for c in kube.calls if c[0] == "patch"]
+
+        engine_state = EngineObservation(True, "EngineBuilt", "built")
+        kube.calls.clear()
+        status = reconcile.reconcile(kube, view, body, SETTINGS)
+        applied = [c[1]["kind"] for c in kube.calls if c[0] == "apply"]
+        assert applied == ["ConfigMap", "Deployment", "Service"] and not reconcile.needs_apply(body)
+        assert status.tritonModel == "ensemble"
+    finally:
+        reconcile.forget(*key)
+
+
+def test_status_only_reconcile_trusts_a_built_engine():
+    from conch_operator import engine
+
+    class NoAPI:
+        def __getattr__(self, verb):
+            raise AssertionError(f"status-only reconcile of a built engine called kube.{verb}")
+
+    m = model()
+
+    def reported(engine_key: str) -> Model:
+        return model(status={"conditions": [{"type": "EngineReady", "status": "True", "reason": "EngineBuilt",
+                                             "message": "engine built"}],
+                             "engine": {"cacheKey": engine_key, "path": "p", "job": "j"}})
+
+    observed = engine.sync(NoAPI(), ClusterView(), reported(key_of(m)), SETTINGS, NOW, recheck=False)
+    assert (observed.ready, observed.reason, observed.status.job) == (True, "EngineBuilt", "j")
+    # Another key (the spec changed) or not ready yet: looked at again.
+    assert build.known_ready(reported("other"), key_of(m)) is None and build.known_ready(m, key_of(m)) is None
+
+
+async def test_periodic_survives_a_failing_pass(monkeypatch):
+    import asyncio
+    from types import SimpleNamespace
+
+    from conch_operator import handlers
+
+    passes = []
+
+    class View:
+        def models(self):
+            passes.append(1)
+            if len(passes) == 1:
+                raise RuntimeError("boom")
+            return [{"metadata": {"namespace": "ns", "name": "m"}, "spec": {},
+                     "status": {"engine": {"retryAfter": "not a time"}}}]
+
+    queued = []
+    monkeypatch.setattr(handlers, "VIEW", View())
+    monkeypatch.setattr(handlers, "SETTINGS", SimpleNamespace(external_probe_interval_s=0.001, resync_interval_s=3600))
+    task = asyncio.create_task(handlers._periodic(SimpleNamespace(queue=SimpleNamespace(
+        add=lambda key, apply: queued.append((key, apply))))))
+    while len(passes) < 3:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    assert queued[0] == (("ns", "m"), True)  # the malformed retryAfter counts as due

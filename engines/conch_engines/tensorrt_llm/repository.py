@@ -8,6 +8,7 @@ raises instead of shipping a config whose meaning depends on the backend's "unse
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib.resources import files
 from string import Template
@@ -32,6 +33,7 @@ _UNSET_PARAMETER = re.compile(
 _COMMENTED_VARIABLE = re.compile(r"^[ \t]*#.*\$\{.*\n", re.MULTILINE)
 
 
+@functools.lru_cache(maxsize=None)  # read once: the templates are files of the installed package
 def _template(name: str) -> str:
     return (files(__package__) / "templates" / f"{name}.pbtxt").read_text()
 

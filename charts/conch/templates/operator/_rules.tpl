@@ -34,10 +34,6 @@
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
-# The end of a failed engine builder's log, when it left no termination message.
-- apiGroups: [""]
-  resources: [pods/log]
-  verbs: [get]
 # A Model's source may name a PersistentVolumeClaim or a token Secret: the operator checks that
 # it exists (get), to report SourceNotFound. No list: it never enumerates them. The engine cache
 # claim is created when missing (and never deleted: it is shared and keeps the engines).

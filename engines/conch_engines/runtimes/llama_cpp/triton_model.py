@@ -93,8 +93,11 @@ class TritonPythonModel:
         vocab = self._llm._model.vocab
         self._is_eog = lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token))
         self._requests: queue.Queue = queue.Queue()
-        self._live: Counter = Counter()  # request ids queued or generating
-        self._stopped: set[str] = set()  # ids a `stop` request cancelled
+        # Request ids queued or generating, and those a `stop` request cancelled: Triton's thread
+        # (execute) and the worker (_finished) both change them, so a lock guards them.
+        self._ids_lock = threading.Lock()
+        self._live: Counter = Counter()
+        self._stopped: set[str] = set()
         self._worker = threading.Thread(target=self._serve, name="llama-cpp-generate", daemon=True)
         self._worker.start()
 
@@ -103,7 +106,8 @@ class TritonPythonModel:
             if self._interface.cancel_input and _scalar(request, self._interface.cancel_input, False):
                 self._stop(request)  # answered at once: it must not wait behind the request it stops
             else:
-                self._live[request.request_id()] += 1
+                with self._ids_lock:
+                    self._live[request.request_id()] += 1
                 self._requests.put(request)
         return None
 
@@ -118,8 +122,9 @@ class TritonPythonModel:
         if not request_id:
             _send_error(sender, "A request id must be provided for request cancellation", pb_utils.TritonError.INTERNAL)
             return
-        if self._live[request_id]:
-            self._stopped.add(request_id)
+        with self._ids_lock:
+            if self._live[request_id]:
+                self._stopped.add(request_id)
         _send_error(sender, "Request cancelled by client", pb_utils.TritonError.CANCELLED)
 
     def _serve(self):
@@ -138,10 +143,11 @@ class TritonPythonModel:
                 self._finished(request.request_id())
 
     def _finished(self, request_id: str) -> None:
-        self._live[request_id] -= 1
-        if self._live[request_id] <= 0:
-            del self._live[request_id]
-            self._stopped.discard(request_id)
+        with self._ids_lock:
+            self._live[request_id] -= 1
+            if self._live[request_id] <= 0:
+                del self._live[request_id]
+                self._stopped.discard(request_id)
 
     def _answer(self, request, sender):
         interface = self._interface
