@@ -99,9 +99,8 @@ def build_job(model: Model, key: str, attempt: int, settings: OperatorSettings, 
                                                                      "readOnly": True}})
         mounts.append({"name": "source", "mountPath": render.SOURCE_DIR, "readOnly": True})
         source_dir = f"{render.SOURCE_DIR}/{source.pvc.path.lstrip('/')}"
-    elif source.huggingFace and source.huggingFace.tokenSecretRef:
-        ref = source.huggingFace.tokenSecretRef
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    else:
+        env += render.hf_token_env(model)
     container = {
         "name": BUILDER_CONTAINER,
         "image": (spec.images.engineBuilder if spec.images and spec.images.engineBuilder

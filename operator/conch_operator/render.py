@@ -262,6 +262,13 @@ def _volumes(model: Model, names: Names) -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
+def hf_token_env(model: Model) -> list[dict[str, Any]]:
+    """HF_TOKEN from the Model's token Secret, for gated repositories (nothing when it has none)."""
+    source = model.spec.source
+    ref = source.huggingFace.tokenSecretRef if source and source.huggingFace else None
+    return [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}] if ref else []
+
+
 def _download_container(model: Model, settings: OperatorSettings) -> dict[str, Any] | None:
     """Hugging Face sources are fetched by an init container into the pod's source volume."""
     source = model.spec.source
@@ -272,10 +279,7 @@ def _download_container(model: Model, settings: OperatorSettings) -> dict[str, A
     command = ["hf", "download", hf.repoId, "--revision", hf.revision, "--local-dir", SOURCE_DIR]
     if hf.filename:
         command.insert(3, hf.filename)
-    env = [{"name": "HOME", "value": "/tmp"}]
-    if hf.tokenSecretRef:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": hf.tokenSecretRef.name,
-                                                                        "key": hf.tokenSecretRef.key}}})
+    env = [{"name": "HOME", "value": "/tmp"}, *hf_token_env(model)]
     return {
         "name": "download",
         "image": (model.spec.images.triton if model.spec.images and model.spec.images.triton

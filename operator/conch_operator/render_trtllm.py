@@ -187,10 +187,8 @@ def _download_container(model: Model, image: str) -> dict[str, Any]:
     """The pytorch backend loads a checkpoint directory: fetched from Hugging Face before Triton starts.
     huggingface_hub's Python API rather than a CLI: its name changed across releases (hf, huggingface-cli)."""
     hf = model.spec.source.huggingFace
-    env: list[dict[str, Any]] = [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": "/tmp/huggingface"}]
-    if hf.tokenSecretRef:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": hf.tokenSecretRef.name,
-                                                                        "key": hf.tokenSecretRef.key}}})
+    env = [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": "/tmp/huggingface"},
+           *render.hf_token_env(model)]
     code = ("import sys; from huggingface_hub import snapshot_download; "
             "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=sys.argv[3])")
     return {

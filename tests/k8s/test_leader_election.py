@@ -5,6 +5,7 @@ lease duration, and a leader that shuts down cleanly hands over at once."""
 from __future__ import annotations
 
 import time
+from typing import Iterator
 
 import pytest
 
@@ -36,50 +37,46 @@ def replicas_of(kubectl, name: str) -> int | None:
     return deployment["spec"]["replicas"] if deployment else None
 
 
-def test_standby_takes_over_when_the_leader_dies(cluster, namespace, kubectl, tmp_path):
+@pytest.fixture
+def leader_and_standby(cluster, namespace, kubectl, tmp_path) -> Iterator[tuple[Operator, Operator]]:
+    """Two elected operators: the first leads, the second has seen its Lease and stands by."""
     first = elected(cluster, namespace, tmp_path)
     second = None
     try:
         wait_until(lambda: holder(kubectl) == identity(first), 30, message="first operator leads")
         second = elected(cluster, namespace, tmp_path)
-        assert "standing by" in second.log()
-
-        kubectl.apply(model_manifest("smollm2"))
-        wait_until(lambda: replicas_of(kubectl, "smollm2") == 1, 30, message="the leader reconciles")
-        time.sleep(LEASE_S)  # the standby had every chance to act, and must not have
-        assert "Initial authentication has finished" not in second.log()
-
-        first.kill()  # SIGKILL: no release, the Lease must expire
-        killed = time.monotonic()
-        wait_until(lambda: holder(kubectl) == identity(second), 4 * LEASE_S, message="the standby takes over")
-        took = time.monotonic() - killed
-        assert took >= LEASE_S - 1, f"took over after {took:.1f}s, before the Lease could expire"
-        lease = kubectl.get("lease", "conch-operator")
-        assert lease["spec"]["leaseTransitions"] == 1
-
-        kubectl("scale", "model", "smollm2", "--replicas=2")
-        wait_until(lambda: replicas_of(kubectl, "smollm2") == 2, 30, message="the new leader reconciles")
-        assert "Traceback" not in second.log()
+        wait_until(lambda: "standing by" in second.log(), 10, message="second operator stands by")
+        yield first, second
     finally:
         first.stop()
         if second:
             second.stop()
 
 
-def test_clean_shutdown_hands_over_at_once(cluster, namespace, kubectl, tmp_path):
-    first = elected(cluster, namespace, tmp_path)
-    second = None
-    try:
-        wait_until(lambda: holder(kubectl) == identity(first), 30, message="first operator leads")
-        second = elected(cluster, namespace, tmp_path)
-        # Give the standby a look at the Lease first, so only a release (not expiry) explains a fast hand-over.
-        wait_until(lambda: "standing by" in second.log(), 10)
-        first.stop()  # SIGTERM: kopf stops, the Lease is released
-        stopped = time.monotonic()
-        wait_until(lambda: holder(kubectl) == identity(second), 3 * LEASE_S, message="hand-over")
-        assert time.monotonic() - stopped < LEASE_S, "the standby waited for expiry: the Lease was not released"
-        wait_until(lambda: "Initial authentication has finished" in second.log(), 30, message="the new leader runs kopf")
-    finally:
-        first.stop()
-        if second:
-            second.stop()
+def test_standby_takes_over_when_the_leader_dies(kubectl, leader_and_standby):
+    first, second = leader_and_standby
+    kubectl.apply(model_manifest("smollm2"))
+    wait_until(lambda: replicas_of(kubectl, "smollm2") == 1, 30, message="the leader reconciles")
+    time.sleep(LEASE_S)  # the standby had every chance to act, and must not have
+    assert "Initial authentication has finished" not in second.log()
+
+    first.kill()  # SIGKILL: no release, the Lease must expire
+    killed = time.monotonic()
+    wait_until(lambda: holder(kubectl) == identity(second), 4 * LEASE_S, message="the standby takes over")
+    took = time.monotonic() - killed
+    assert took >= LEASE_S - 1, f"took over after {took:.1f}s, before the Lease could expire"
+    lease = kubectl.get("lease", "conch-operator")
+    assert lease["spec"]["leaseTransitions"] == 1
+
+    kubectl("scale", "model", "smollm2", "--replicas=2")
+    wait_until(lambda: replicas_of(kubectl, "smollm2") == 2, 30, message="the new leader reconciles")
+    assert "Traceback" not in second.log()
+
+
+def test_clean_shutdown_hands_over_at_once(kubectl, leader_and_standby):
+    first, second = leader_and_standby  # the standby has seen the Lease: only a release explains a fast hand-over
+    first.stop()  # SIGTERM: kopf stops, the Lease is released
+    stopped = time.monotonic()
+    wait_until(lambda: holder(kubectl) == identity(second), 3 * LEASE_S, message="hand-over")
+    assert time.monotonic() - stopped < LEASE_S, "the standby waited for expiry: the Lease was not released"
+    wait_until(lambda: "Initial authentication has finished" in second.log(), 30, message="the new leader runs kopf")
