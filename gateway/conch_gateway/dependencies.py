@@ -1,38 +1,37 @@
-"""Request-scoped access to the app's state (kept on `app.state`, not in globals).
+"""How a route reaches what it needs: `services(request)`, the app's one `Services` object, kept on
+`app.state` (never in module globals).
 
-The providers are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker
-thread, which on the hot path costs more than everything else the gateway does.
+Every route uses this one idiom. It is a plain attribute read on purpose: resolving a FastAPI
+dependency per request costs more on the hot path than everything else the gateway does.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
 
-from fastapi import Depends, Request
+from fastapi import Request
 
 from .backends.triton import TritonClient
 from .observability import Metrics
 from .registry.base import ModelRegistry
-from .services.generation import GenerationService
+from .services.api_v1 import ApiV1Service
+from .services.generate import GenerateService
+from .services.openai import OpenAIService
+from .services.tgi import TGIService
+from .settings import Settings
 
 
-async def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
+@dataclass(frozen=True, slots=True)
+class Services:
+    generate: GenerateService
+    openai: OpenAIService
+    tgi: TGIService
+    api_v1: ApiV1Service
+    registry: ModelRegistry
+    triton: TritonClient
+    metrics: Metrics
+    settings: Settings
 
 
-async def _generation(request: Request) -> GenerationService:
-    return request.app.state.generation
-
-
-async def _triton(request: Request) -> TritonClient:
-    return request.app.state.triton
-
-
-async def _metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
-
-
-Registry = Annotated[ModelRegistry, Depends(_registry)]
-Generation = Annotated[GenerationService, Depends(_generation)]
-Triton = Annotated[TritonClient, Depends(_triton)]
-AppMetrics = Annotated[Metrics, Depends(_metrics)]
+def services(request: Request) -> Services:
+    return request.app.state.services

@@ -2,8 +2,8 @@
 
     {"error": {"code", "message", "type", "param", "details"}, "error_code", "error_type", "timestamp", "path"}
 
-`error.code/message` satisfy seeds 001 and 003, `error_code` seed 000, `error.message/type/
-param/code` the OpenAI SDKs (which pick their exception class from the HTTP status), and
+`error.code/message` is what the `/api/v1` and management clients read, `error_code` the
+generate API's clients, `error.message/type/param/code` the OpenAI SDKs (which pick their exception class from the HTTP status), and
 `error_type` Hugging Face's clients (TGI's validation / overloaded / generation).
 """
 
@@ -63,7 +63,7 @@ def invalid_request(message: str, param: str | None = None, details: Any = None)
 
 
 def model_not_found(model_id: str, param: str = "model_id", status: int = 400) -> ConchError:
-    """400 where a request names a model to use (seed 000); 404 where the model is the resource."""
+    """400 where a request names a model to use (the generate API); 404 where the model is the resource."""
     return ConchError(status, "MODEL_NOT_FOUND", f"model '{model_id}' is not served here; GET /v1/models lists the models",
                       param=param)
 

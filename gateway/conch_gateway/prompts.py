@@ -1,4 +1,4 @@
-"""Prompt rendering: scenarios (seed 000) and chat templates.
+"""Prompt rendering: the generate API's scenarios and chat templates.
 
 Every model family is just a Jinja chat template (rendered in a sandbox, as Hugging Face
 renders `tokenizer.chat_template`); a Model may carry its own template instead. Triton's

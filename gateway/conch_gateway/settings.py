@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     model_source: Literal["local", "kubernetes"] = Field("local", description="Where the model list comes from.")
     local_models_file: Path | None = Field(None, description="YAML file of Model resources (local source).")
     watch_namespace: str | None = Field(None, description="Namespace of Models to serve (kubernetes source); all if unset.")
-    default_model: str | None = Field(None, description="Model of the APIs without a model field (TGI, seed 001); "
+    default_model: str | None = Field(None, description="Model of the APIs without a model field (TGI, /api/v1); "
                                       "unset means the only text-generation model, if there is one.")
     stream_transport: Literal["http", "grpc"] = Field(
         "http", description="How streams reach Triton: http (generate_stream; cheaper, and Triton 2.51 was measured to "

@@ -15,8 +15,8 @@ from typing import AsyncIterator, Callable, Iterable
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .backends.base import StreamDelta
 from .errors import ConchError
-from .services.generation import StreamDelta
 
 log = logging.getLogger("conch.gateway")
 

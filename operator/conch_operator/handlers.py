@@ -20,16 +20,17 @@ from prometheus_client import start_http_server
 
 from conch_api import GROUP, PLURAL, VERSION
 
-from . import build, build_job, render
+from .builds.plan import retry_due
 from .kube import Kube
+from .manifests.build_job import ENGINE_KEY_LABEL
+from .manifests.kit import MODEL_LABEL
+from .memory import ModelMemory
 from .metrics import QUEUE_DEPTH, measured
-from .reconcile import forget, needs_apply, reconcile
+from .reconcile import reconcile
 from .settings import OperatorSettings
 from .view import ClusterView
 from .workqueue import WorkQueue
 
-SETTINGS = OperatorSettings()
-VIEW = ClusterView()
 log = logging.getLogger("conch.operator")
 
 
@@ -39,16 +40,21 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> No
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # Everything the operator keeps lives in the memo: settings, the watched view of the
+    # cluster, what it remembers per Model, the API client and the work queue.
+    memo.settings = OperatorSettings()
+    memo.view = ClusterView()
+    memo.memory = ModelMemory()
     # Reconciles call the API with the blocking `kubernetes` client: a few threads, shared.
-    executor = ThreadPoolExecutor(SETTINGS.max_workers, thread_name_prefix="reconcile")
+    executor = ThreadPoolExecutor(memo.settings.max_workers, thread_name_prefix="reconcile")
     settings.execution.executor = executor
     asyncio.get_running_loop().set_default_executor(executor)
-    memo.kube = Kube(pool_size=SETTINGS.max_workers)
-    memo.queue = WorkQueue(lambda key, apply: _reconcile(memo, key, apply), SETTINGS.max_workers)
+    memo.kube = Kube(pool_size=memo.settings.max_workers)
+    memo.queue = WorkQueue(lambda key, apply: _reconcile(memo, key, apply), memo.settings.max_workers)
     memo.queue.start()
     memo.periodic = asyncio.create_task(_periodic(memo), name="conch-periodic")
-    if SETTINGS.metrics_port:
-        start_http_server(SETTINGS.metrics_port)
+    if memo.settings.metrics_port:
+        start_http_server(memo.settings.metrics_port)
 
 
 @kopf.on.cleanup()
@@ -61,61 +67,61 @@ async def shutdown(memo: kopf.Memo, **_) -> None:
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def model_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    VIEW.model_event(type or "ADDED", dict(body))  # type None: the initial listing
+    memo.view.model_event(type or "ADDED", dict(body))  # type None: the initial listing
     if type == "DELETED":
-        forget(namespace, name)
+        memo.memory.forget((namespace, name))
         memo.queue.forget((namespace, name))
-    elif needs_apply(body):
+    elif memo.memory.needs_apply(body):
         memo.queue.add((namespace, name), apply=True)
     # Otherwise only the status changed — written by this operator.
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={render.MODEL_LABEL: kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments", labels={MODEL_LABEL: kopf.PRESENT})
 async def deployment_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """Replicas became ready (or not): the owner's status follows within the second. A deleted
     Deployment is re-created, unless its Model is going away too."""
     key = _owner_key(body)
-    VIEW.deployment_event(type or "ADDED", key, dict(body))
+    memo.view.deployment_event(type or "ADDED", key, dict(body))
     memo.queue.add(key, apply=type == "DELETED")
 
 
-@kopf.on.event("", "v1", "pods", labels={render.MODEL_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={MODEL_LABEL: kopf.PRESENT})
 async def pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """Only a change in why pods cannot be scheduled matters: the scheduler's words go into Degraded."""
     key = _owner_key(body)
-    before = VIEW.unschedulable(key)
-    VIEW.pod_event(type or "ADDED", key, dict(body))
-    if VIEW.unschedulable(key) != before:
+    before = memo.view.unschedulable(key)
+    memo.view.pod_event(type or "ADDED", key, dict(body))
+    if memo.view.unschedulable(key) != before:
         memo.queue.add(key, apply=False)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={build_job.ENGINE_KEY_LABEL: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "jobs", labels={ENGINE_KEY_LABEL: kopf.PRESENT})
 async def build_job_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """An engine build progressed, finished or was deleted: every Model waiting for that engine
     reconciles (with apply: a finished build brings their Triton Deployments)."""
-    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build_job.ENGINE_KEY_LABEL]):
+    for key in memo.view.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][ENGINE_KEY_LABEL]):
         memo.queue.add(key, apply=True)
 
 
-@kopf.on.event("", "v1", "pods", labels={build_job.ENGINE_KEY_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={ENGINE_KEY_LABEL: kopf.PRESENT})
 async def build_pod_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **_) -> None:
     """A builder pod waits for a node or an image, or starts: the Job's status does not say so,
     the waiting Models' EngineReady message does."""
-    for key in VIEW.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][build_job.ENGINE_KEY_LABEL]):
+    for key in memo.view.engine_users(body["metadata"]["namespace"], body["metadata"]["labels"][ENGINE_KEY_LABEL]):
         memo.queue.add(key, apply=False)
 
 
 async def _reconcile(memo: kopf.Memo, key: tuple[str, str], apply: bool) -> None:
     QUEUE_DEPTH.set(len(memo.queue))
-    body = VIEW.model(*key) or await asyncio.to_thread(memo.kube.get, "Model", *key)
+    body = memo.view.model(*key) or await asyncio.to_thread(memo.kube.get, "Model", *key)
     if body is None:
         return
-    await asyncio.to_thread(_measured_reconcile, memo.kube, body, apply)
+    await asyncio.to_thread(_measured_reconcile, memo, body, apply)
 
 
-def _measured_reconcile(kube: Kube, body: dict, apply: bool) -> None:
+def _measured_reconcile(memo: kopf.Memo, body: dict, apply: bool) -> None:
     with measured("apply" if apply else "status"):
-        reconcile(kube, VIEW, body, SETTINGS, apply=apply)
+        reconcile(memo.kube, memo.view, memo.memory, body, memo.settings, apply=apply)
 
 
 async def _periodic(memo: kopf.Memo) -> None:
@@ -124,16 +130,16 @@ async def _periodic(memo: kopf.Memo) -> None:
     to repair drift nobody reported (an owned object edited by hand)."""
     last_resync = time.monotonic()
     while True:
-        await asyncio.sleep(SETTINGS.external_probe_interval_s)
+        await asyncio.sleep(memo.settings.external_probe_interval_s)
         # One bad iteration must not end the task: nothing would restart resyncs, probes or retries.
         try:
-            resync = time.monotonic() - last_resync >= SETTINGS.resync_interval_s
+            resync = time.monotonic() - last_resync >= memo.settings.resync_interval_s
             if resync:
                 last_resync = time.monotonic()
             now = datetime.now(timezone.utc)
-            for model in VIEW.models():
+            for model in memo.view.models():
                 key = (model["metadata"]["namespace"], model["metadata"]["name"])
-                if resync or build.retry_due(model, now):
+                if resync or retry_due(model, now):
                     memo.queue.add(key, apply=True)
                 elif model["spec"].get("runtime") == "external":
                     memo.queue.add(key, apply=False)
@@ -142,4 +148,4 @@ async def _periodic(memo: kopf.Memo) -> None:
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:
-    return body["metadata"]["namespace"], body["metadata"]["labels"][render.MODEL_LABEL]
+    return body["metadata"]["namespace"], body["metadata"]["labels"][MODEL_LABEL]

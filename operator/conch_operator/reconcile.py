@@ -11,33 +11,30 @@ from typing import Any
 
 from conch_api import Model, ModelStatus, Runtime
 
-from . import engine, external, render
+from . import external, render
+from .builds import sync as engine_builds
 from .kube import OWNED_KINDS, Kube
+from .manifests import kit
+from .memory import ModelMemory
 from .settings import OperatorSettings
 from .status import Observed, compute_status
 from .view import ClusterView, Key
 
 log = logging.getLogger("conch.operator")
 
-# The operator is the only writer of Model status: the status it wrote last is the true previous
-# status, even when the triggering event carried an older copy. Per Model, reconciles never
-# overlap (the work queue sees to it), so these maps need no lock beyond the GIL.
-_written: dict[Key, dict[str, Any]] = {}
-_applied_generation: dict[Key, int | None] = {}
 
-
-def reconcile(kube: Kube, view: ClusterView, body: dict[str, Any], settings: OperatorSettings, *,
-              apply: bool = True) -> ModelStatus | None:
+def reconcile(kube: Kube, view: ClusterView, memory: ModelMemory, body: dict[str, Any], settings: OperatorSettings,
+              *, apply: bool = True) -> ModelStatus | None:
     """`apply=False` only refreshes status (for events of owned objects and endpoint probes)."""
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     model = Model.model_validate(body)
     if model.metadata.deletionTimestamp:
         return None  # garbage collection removes what it owns
-    previous = _written.get(key) or _dump(model.status)
+    previous = memory.written_status(key) or _dump(model.status)
     model = model.model_copy(update={"status": ModelStatus.model_validate(previous)})
     now = datetime.now(timezone.utc)
     # tensorrt-llm: the engine comes first (build Job, cache); serving objects wait for it.
-    engine_state = (engine.sync(kube, view, model, settings, now, recheck=apply)
+    engine_state = (engine_builds.sync(kube, view, model, settings, now, recheck=apply)
                     if model.spec.runtime == Runtime.TENSORRT_LLM else None)
     if apply and (engine_state is None or engine_state.ready):
         desired = render.desired_objects(model, settings)
@@ -47,7 +44,7 @@ def reconcile(kube: Kube, view: ClusterView, body: dict[str, Any], settings: Ope
             (kube.create_or_apply if fresh else kube.apply)(obj)
         if not fresh:
             prune(kube, model, desired)
-        _applied_generation[key] = model.metadata.generation
+        memory.remember_applied(key, model.metadata.generation)
     elif apply:
         # While a (changed) engine is not ready, whatever serves now is left alone rather than
         # replaced by objects pointing at an engine that does not exist yet, and the generation
@@ -58,20 +55,8 @@ def reconcile(kube: Kube, view: ClusterView, body: dict[str, Any], settings: Ope
     status = compute_status(model, observed, _format(now))
     if _dump(status) != previous:
         kube.patch_status(*key, _with_removals(previous, _dump(status)))
-        _written[key] = _dump(status)
+        memory.remember_status(key, _dump(status))
     return status
-
-
-def needs_apply(body: dict[str, Any]) -> bool:
-    """Has the spec changed since it was last applied (or was it never applied by this process)?"""
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    return key not in _applied_generation or _applied_generation[key] != body["metadata"].get("generation")
-
-
-def forget(namespace: str, name: str) -> None:
-    """The Model is gone: drop what was remembered about it."""
-    _written.pop((namespace, name), None)
-    _applied_generation.pop((namespace, name), None)
 
 
 def observe(kube: Kube, view: ClusterView, model: Model, settings: OperatorSettings) -> Observed:
@@ -91,13 +76,13 @@ def scale_kept_deployment(kube: Kube, view: ClusterView, model: Model) -> None:
     deployment = _deployment(kube, view, key)
     if deployment is not None and deployment.get("spec", {}).get("replicas") != model.spec.replicas:
         log.info("scaling the kept Deployment of Model %s/%s to %d replicas", *key, model.spec.replicas)
-        kube.patch("Deployment", key[0], render.Names(key[1]).workload, {"spec": {"replicas": model.spec.replicas}})
+        kube.patch("Deployment", key[0], kit.Names(key[1]).workload, {"spec": {"replicas": model.spec.replicas}})
 
 
 def _deployment(kube: Kube, view: ClusterView, key: Key) -> dict[str, Any] | None:
     known, deployment = view.deployment(key)
     if not known:  # e.g. just after a restart, before the watch caught up: ask once
-        deployment = kube.get("Deployment", key[0], render.Names(key[1]).workload)
+        deployment = kube.get("Deployment", key[0], kit.Names(key[1]).workload)
         view.remember_deployment(key, deployment)
     return deployment
 
@@ -116,7 +101,7 @@ def source_problems(kube: Kube, model: Model) -> list[str]:
 def prune(kube: Kube, model: Model, desired: list[dict[str, Any]]) -> None:
     """Deletes objects this Model owns that its current spec no longer renders."""
     keep = {(obj["kind"], obj["metadata"]["name"]) for obj in desired}
-    selector = f"{render.MODEL_LABEL}={model.metadata.name}"
+    selector = f"{kit.MODEL_LABEL}={model.metadata.name}"
     for kind in OWNED_KINDS:
         for obj in kube.list(kind, model.metadata.namespace, selector):
             owners = obj["metadata"].get("ownerReferences", [])

@@ -5,13 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def _trtllm_triton_image() -> str:
-    # One source of truth: the Triton image conch_engines.tensorrt_llm pins ships the TensorRT-LLM
-    # release its engines are built with (an engine only loads in the release that built it).
-    from conch_engines.tensorrt_llm import TRITON_TRTLLM_IMAGE
-
-    return TRITON_TRTLLM_IMAGE
+# One source of truth: the Triton image conch_engines.tensorrt_llm pins ships the TensorRT-LLM
+# release its engines are built with (an engine only loads in the release that built it).
+from conch_engines.tensorrt_llm import TRITON_TRTLLM_IMAGE
 
 
 class OperatorSettings(BaseSettings):
@@ -21,7 +17,7 @@ class OperatorSettings(BaseSettings):
                                   description="Image of Triton with the llama-cpp runtime (runtime llama-cpp).")
     cpu_default_requests: dict[str, str] = Field({"cpu": "1", "memory": "1Gi"},
                                                  description="Triton container requests when a Model sets none.")
-    trtllm_triton_image: str = Field(default_factory=_trtllm_triton_image,
+    trtllm_triton_image: str = Field(TRITON_TRTLLM_IMAGE,
                                      description="Triton image with the TensorRT-LLM backend (runtime tensorrt-llm).")
     trtllm_builder_image: str = Field("ghcr.io/conch-dev/trtllm-builder:0.1.0",
                                       description="Image of the engine build Job (conch_engines + TensorRT-LLM).")

@@ -6,10 +6,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from conch_api import Condition, Model, ModelStatus, Phase, Runtime
+from conch_api import Condition, EngineStatus, Model, ModelStatus, Phase, Runtime
 
 from . import render
-from .build import EngineObservation
+from .manifests import kit
+
+
+@dataclass(frozen=True)
+class EngineObservation:
+    """What status reports about the engine: the EngineReady condition and status.engine."""
+
+    ready: bool
+    reason: str
+    message: str
+    failed: bool = False
+    status: EngineStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +62,7 @@ def compute_status(model: Model, observed: Observed, now: str) -> ModelStatus:
         readyReplicas=verdict.ready_replicas,
         **served,
         observedGeneration=generation,
-        selector=render.selector_string(model),
+        selector=kit.selector_string(model),
         engine=observed.engine.status if observed.engine else None,
     )
 

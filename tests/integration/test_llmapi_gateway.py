@@ -68,7 +68,7 @@ def test_seed_makes_sampling_repeatable(sdk):
         sdk.chat.completions.create(**ask).choices[0].message.content
 
 
-def test_unified_generate_streams_and_reports_unknown_token_counts(stream_client):
+def test_generate_api_streams_and_reports_unknown_token_counts(stream_client):
     body = {"model_id": LLMAPI_MODEL, "inputs": "Name three colours.", "parameters": {"max_new_tokens": 12,
                                                                                     "do_sample": False}}
     plain = stream_client.post("/v1/generate", json=body).json()

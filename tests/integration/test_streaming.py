@@ -31,7 +31,7 @@ def post_stream(client: httpx.Client, path: str, body: dict) -> tuple[int, list[
 
 # What each dialect's stream looks like -----------------------------------------------------------
 
-def test_unified_generate_streams_tokens_then_the_whole_answer(stream_client):
+def test_generate_api_streams_tokens_then_the_whole_answer(stream_client):
     status, events = post_stream(stream_client, "/v1/generate", {
         "model_id": "smollm2", "inputs": "Name three colours.", "stream": True,
         "parameters": {"max_new_tokens": 12, "do_sample": False}})

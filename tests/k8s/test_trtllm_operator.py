@@ -21,7 +21,8 @@ import yaml
 
 from conch_api import Model
 from conch_engines import tensorrt_llm
-from conch_operator import build, build_job
+from conch_operator.builds import plan
+from conch_operator.manifests import build_job
 from support import REPO_ROOT
 from support.k8s import Operator, condition, engine_cache_volume, wait_until
 
@@ -116,7 +117,7 @@ def test_engine_is_built_once_then_served_and_shared(kubectl, operator, namespac
     builders = [p for p in kubectl.get("pods", selector=f"{ENGINE_JOBS}={key}")]
     assert builders and all(p["spec"]["nodeName"] == "gpu-l4-0" for p in builders)
 
-    record = json.loads(kubectl.get("configmap", "conch-engines")["data"][build.record_key(key, CLAIM)])
+    record = json.loads(kubectl.get("configmap", "conch-engines")["data"][plan.record_key(key, CLAIM)])
     assert record["state"] == "built" and record["job"] == job_name(key)
     assert record["versions"]["tensorrtLLM"] == tensorrt_llm.TRTLLM_VERSION
 
@@ -148,7 +149,7 @@ def test_engine_is_built_once_then_served_and_shared(kubectl, operator, namespac
     # Deleting the Models leaves the engines: claim and record stay.
     kubectl("delete", "model", name, "qwen-twin", "--wait=true", "--timeout=30s")
     assert kubectl.get("pvc", CLAIM)
-    assert build.record_key(key, CLAIM) in kubectl.get("configmap", "conch-engines")["data"]
+    assert plan.record_key(key, CLAIM) in kubectl.get("configmap", "conch-engines")["data"]
 
 
 def test_gated_llama_example_builds_with_its_token(kubectl, operator, engine_volume):
@@ -274,7 +275,7 @@ def test_failed_build_backs_off_then_retries(cluster, kubectl, namespace, engine
         delay = (datetime.fromisoformat(engine["retryAfter"].replace("Z", "+00:00"))
                  - datetime.fromisoformat(failed_at.replace("Z", "+00:00"))).total_seconds()
         assert delay == 8  # doubled
-        record = json.loads(kubectl.get("configmap", "conch-engines")["data"][build.record_key(key, CLAIM)])
+        record = json.loads(kubectl.get("configmap", "conch-engines")["data"][plan.record_key(key, CLAIM)])
         assert record["state"] == "failed" and record["attempts"] == 2
         assert "Traceback" not in operator.log()
     finally:

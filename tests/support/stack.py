@@ -63,5 +63,5 @@ def llmapi_models(triton_url: str, grpc_address: str | None = None) -> list[Mode
 def make_gateway(models: list[Model], **settings) -> GatewayServer:
     settings.setdefault("health_probe_interval_s", 0.2)
     config = Settings(model_source="local", **settings)
-    app = create_app(config, lambda s, triton: LocalModelSource(models, triton, s.health_probe_interval_s))
+    app = create_app(config, lambda s, triton: LocalModelSource(models, triton.model_ready, s.health_probe_interval_s))
     return GatewayServer(app)

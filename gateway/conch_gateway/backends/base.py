@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
+    """One generation, in the gateway's own terms; each backend codec maps it onto its tensors."""
+
     prompt: str
     max_tokens: int
     temperature: float | None = None
@@ -20,6 +22,14 @@ class GenerationRequest:
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
 
+    @classmethod
+    def decoding(cls, prompt: str, max_tokens: int, *, greedy: bool, temperature: float | None,
+                 top_p: float | None, top_k: int | None, **rest) -> "GenerationRequest":
+        """The one place a dialect's sampling choice becomes a request: greedy drops temperature,
+        top-p and top-k, because Triton's runtimes sample whenever any of them arrives."""
+        return cls(prompt=prompt, max_tokens=max_tokens, greedy=greedy, temperature=None if greedy else temperature,
+                   top_p=None if greedy else top_p, top_k=None if greedy else top_k, **rest)
+
 
 @dataclass(slots=True)
 class GenerationResult:
@@ -27,6 +37,18 @@ class GenerationResult:
     output_tokens: int | None  # None: the interface reports no counts (TensorRT-LLM's llmapi model)
     input_tokens: int | None
     finish_reason: str  # "stop" | "length"
+    stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings
+
+
+@dataclass(slots=True)
+class StreamDelta:
+    """One piece of a generation stream, whatever the backend."""
+
+    text: str
+    tokens: int  # tokens generated for this delta (0 when the interface does not count)
+    output_tokens: int | None  # tokens generated so far; None when the interface does not count
+    input_tokens: int | None
+    finish_reason: str | None = None  # "stop" | "length", on the last delta only
     stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings
 
 

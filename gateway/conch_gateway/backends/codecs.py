@@ -1,7 +1,8 @@
 """Codecs between the backend-neutral request and the two TensorRT-LLM tensor interfaces.
 
 Triton's generate extension maps every JSON key that names a model input to a tensor, so a
-request body is just tensor names with values (DESIGN.md §2). The interfaces differ in their
+request body is just tensor names with values (Triton's generate extension,
+`docs/protocol/extension_generate.md`). The interfaces differ in their
 names and in three facts about their answers, so one codec serves both, driven by a table:
 
 - Text: the ensemble streams each response's new text; llmapi (TensorRT-LLM 1.2.1,

@@ -1,4 +1,4 @@
-"""Seed 000's unified API: `POST /v1/generate`."""
+"""The generate API: `POST /v1/generate`."""
 
 from __future__ import annotations
 

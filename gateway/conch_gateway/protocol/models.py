@@ -18,7 +18,7 @@ class OpenAIModel(BaseModel):
     supports: list[str] | None = None
 
 
-class UnifiedModel(BaseModel):
+class GenerateApiModel(BaseModel):
     id: str
     name: str
     status: str
@@ -27,15 +27,15 @@ class UnifiedModel(BaseModel):
 
 
 class ModelList(BaseModel):
-    """OpenAI's `{object, data}` and seed 000's `{models}` in one body."""
+    """OpenAI's `{object, data}` and the generate API's `{models}` in one body."""
 
     object: Literal["list"] = "list"
     data: list[OpenAIModel]
-    models: list[UnifiedModel]
+    models: list[GenerateApiModel]
 
 
 class Health(BaseModel):
-    """Seed 000's fields (`status`, `models`, `total`) plus seed 001's."""
+    """The generate API's fields (`status`, `models`, `total`) plus those `/api/v1` clients read."""
 
     status: Literal["healthy", "degraded", "unhealthy"]
     models: dict[str, str]

@@ -1,4 +1,4 @@
-"""Hugging Face Text Generation Inference's API (seed 004): `/generate`, `/generate_stream`, `/`,
+"""Hugging Face Text Generation Inference's API: `/generate`, `/generate_stream`, `/`,
 `/invocations`, `/info`. Requests carry no model: the gateway's default model serves them, or the
 one named by Conch's optional top-level `model` field."""
 

@@ -112,7 +112,7 @@ class ModelRegistry:
 
 
     def resolve_default(self, model_id: str | None, configured: str | None, param: str = "model") -> ServedModel:
-        """For APIs without a model field (TGI, seed 001): the model asked for, else the configured
+        """For APIs without a model field (TGI, /api/v1): the model asked for, else the configured
         default, else the only text-generation model there is."""
         chosen = model_id or configured
         if chosen is None:

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import yaml
 
 from conch_api import Model
 
-from ..backends.triton import TritonClient
 from .base import ModelRegistry, ServedModel, served_model
+
+# (Triton base URL, Triton model name) → is that model ready? The app passes its Triton client's
+# readiness check, so the registry needs no backend of its own.
+ReadinessProbe = Callable[[str, str], Awaitable[bool]]
 
 log = logging.getLogger("conch.gateway.registry")
 
@@ -24,16 +28,16 @@ def load_models(path: Path) -> list[Model]:
 
 
 class LocalModelSource:
-    def __init__(self, models: list[Model], triton: TritonClient, probe_interval: float = 2.0):
+    def __init__(self, models: list[Model], ready: ReadinessProbe, probe_interval: float = 2.0):
         self._entries = [served_model(m, routable=True) for m in models]
-        self._triton = triton
+        self._ready = ready
         self._interval = probe_interval
         self._registry: ModelRegistry | None = None
         self._task: asyncio.Task | None = None
 
     @classmethod
-    def from_file(cls, path: Path, triton: TritonClient, probe_interval: float = 2.0) -> "LocalModelSource":
-        return cls(load_models(path), triton, probe_interval)
+    def from_file(cls, path: Path, ready: ReadinessProbe, probe_interval: float = 2.0) -> "LocalModelSource":
+        return cls(load_models(path), ready, probe_interval)
 
     async def start(self, registry: ModelRegistry) -> None:
         self._registry = registry
@@ -54,7 +58,7 @@ class LocalModelSource:
 
     async def _probe_all(self) -> list[ServedModel]:
         async def probe(entry: ServedModel) -> ServedModel:
-            ok = await self._triton.model_ready(entry.endpoint, entry.triton_model)
+            ok = await self._ready(entry.endpoint, entry.triton_model)
             reason = "" if ok else f"Triton at {entry.endpoint} does not report model '{entry.triton_model}' ready"
             return entry.with_health(ok, reason)
 

@@ -1,1 +1,1 @@
-"""HTTP routes: thin — parse, call a service, return."""
+"""HTTP routes: thin — parse, reach the service with `services(request)`, return. One module per API."""

@@ -1,13 +1,15 @@
+"""Health: `/health` (also `/`, `/ping`) from the routing table, `/health/full` probing every Triton now."""
+
 from __future__ import annotations
 
 import asyncio
 
 import psutil
-from fastapi import APIRouter
-from ..responses import JSONBytes
+from fastapi import APIRouter, Request
 
-from ..dependencies import AppMetrics, Registry, Triton
+from ..dependencies import services
 from ..protocol.models import FullHealth, Health
+from ..responses import JSONBytes
 
 router = APIRouter(tags=["health"])
 
@@ -15,8 +17,9 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health, summary="Health from the routing table (503 when no model is healthy)")
 @router.get("/ping", response_model=Health, summary="Same as /health (TGI, SageMaker)")
 @router.get("/", response_model=Health, summary="Same as /health (TGI)")
-async def health(registry: Registry, metrics: AppMetrics):
-    models = registry.all()
+async def health(request: Request):
+    state = services(request)
+    models = state.registry.all()
     healthy = sum(m.healthy for m in models)
     body = Health(
         status=_overall(healthy, len(models)),
@@ -25,19 +28,20 @@ async def health(registry: Registry, metrics: AppMetrics):
         healthy=healthy,
         model_loaded=healthy > 0,
         memory_usage=_memory_usage(),
-        active_connections=metrics.active_count,
+        active_connections=state.metrics.active_count,
     )
     return JSONBytes(body.model_dump(), status_code=200 if healthy else 503)
 
 
 @router.get("/health/full", response_model=FullHealth, summary="Probes every model's Triton readiness now")
-async def health_full(registry: Registry, triton: Triton):
-    models = registry.all()
+async def health_full(request: Request):
+    state = services(request)
+    models = state.registry.all()
 
     async def probe(model) -> str:
         if model.endpoint is None or model.triton_model is None:
             return model.health
-        return "healthy" if await triton.model_ready(model.endpoint, model.triton_model) else "unhealthy"
+        return "healthy" if await state.triton.model_ready(model.endpoint, model.triton_model) else "unhealthy"
 
     states = await asyncio.gather(*(probe(m) for m in models))
     details = {m.id: state for m, state in zip(models, states)}

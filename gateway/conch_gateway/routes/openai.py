@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ..dependencies import services
 from ..protocol.openai import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -24,7 +25,7 @@ _STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "JSON,
 @router.post("/v1/chat/completions", response_model=ChatCompletion, responses=_STREAM_DOC,
              summary="Chat completion (OpenAI-compatible; streams with stream: true)")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    service = request.app.state.openai
+    service = services(request).openai
     if body.stream:
         return event_stream(await service.chat_stream(body))
     return typed_json(await service.chat(body))
@@ -33,7 +34,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
 @router.post("/v1/completions", response_model=Completion, responses=_STREAM_DOC,
              summary="Text completion of a raw prompt (OpenAI-compatible; streams with stream: true)")
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    service = request.app.state.openai
+    service = services(request).openai
     if body.stream:
         return event_stream(await service.complete_stream(body))
     return typed_json(await service.complete(body))
@@ -41,4 +42,4 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 @router.post("/v1/embeddings", response_model=EmbeddingList, summary="Embeddings (OpenAI-compatible)")
 async def embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    return typed_json(await request.app.state.openai.embed(body))
+    return typed_json(await services(request).openai.embed(body))

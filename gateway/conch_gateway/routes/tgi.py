@@ -1,4 +1,4 @@
-"""Hugging Face TGI-compatible routes (seed 004). Health (`/`, `/ping`, `/health`) and `/metrics`
+"""Hugging Face TGI-compatible routes. Health (`/`, `/ping`, `/health`) and `/metrics`
 are served by their own modules, `/docs` by FastAPI."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from .. import __version__
+from ..dependencies import services
 from ..protocol.tgi import TGIInfo, TGIRequest, TGIResponse
 from ..responses import JSONBytes, typed_json
 from ..sse import event_stream
@@ -19,12 +20,12 @@ _DEVICE = {"llama-cpp": "cpu", "tensorrt-llm": "cuda"}
 
 @router.post("/generate", response_model=TGIResponse, summary="Generate text (TGI-compatible)")
 async def generate(body: TGIRequest, request: Request) -> Response:
-    return typed_json(await request.app.state.tgi.generate(body))
+    return typed_json(await services(request).tgi.generate(body))
 
 
 @router.post("/generate_stream", responses=_STREAM_DOC, summary="Generate text as a token stream (TGI-compatible)")
 async def generate_stream(body: TGIRequest, request: Request) -> Response:
-    return event_stream(await request.app.state.tgi.stream(body))
+    return event_stream(await services(request).tgi.stream(body))
 
 
 @router.post("/", response_model=TGIResponse, responses=_STREAM_DOC,
@@ -41,9 +42,9 @@ async def invocations(body: TGIRequest, request: Request) -> Response:
 
 @router.get("/info", response_model=TGIInfo, summary="The default model (TGI-compatible)")
 async def info(request: Request) -> Response:
-    model = request.app.state.tgi.model()
+    model = services(request).tgi.model()
     answer = TGIInfo(model_id=model.id, model_device_type=_DEVICE.get(model.runtime),
-                     max_concurrent_requests=request.app.state.settings.backend_pool_size, version=__version__)
+                     max_concurrent_requests=services(request).settings.backend_pool_size, version=__version__)
     return typed_json(answer)
 
 
@@ -53,7 +54,7 @@ async def openapi(request: Request) -> JSONBytes:
 
 
 async def _dispatch(body: TGIRequest, request: Request) -> Response:
-    service = request.app.state.tgi
+    service = services(request).tgi
     if body.stream:
         return event_stream(await service.stream(body))
     return typed_json(await service.generate(body))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Awaitable, Sequence
 
-from .generation import StreamDelta
+from ..backends.base import StreamDelta
 
 _DONE = object()
 

@@ -1,6 +1,6 @@
 """Generation, independent of API dialect: call the model's backend within the time limit, and
 turn backend failures into the errors clients see. `complete` gives one answer; `stream` is the
-one streaming core under every streaming dialect (OpenAI, TGI, seed 000, seed 001)."""
+one streaming core under every streaming dialect (OpenAI, TGI, generate, /api/v1)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..backends.base import (
     BackendUnavailable,
     GenerationRequest,
     GenerationResult,
+    StreamDelta,
 )
 from ..backends.codecs import CODECS, DATATYPES, Codec
 from ..backends.triton import TritonClient
@@ -58,7 +59,7 @@ class GenerationService:
         return GenerationResult(text=text, output_tokens=output_tokens,
                                 input_tokens=codec.input_tokens(payload), finish_reason=finish, stop_sequence=stopped)
 
-    async def stream(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator["StreamDelta"]:
+    async def stream(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """The generated text as it comes, in deltas; the last one carries `finish_reason`.
 
         The first delta is awaited before this returns, so a request that fails before any text
@@ -72,7 +73,7 @@ class GenerationService:
             raise errors.triton_server_error(model.id, "the stream ended without a response") from None
         return _starting_with(first, deltas)
 
-    async def _deltas(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator["StreamDelta"]:
+    async def _deltas(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         codec = CODECS[model.interface.value]
         seconds = self._time_limit.for_tokens(request.max_tokens)
         deadline = asyncio.get_running_loop().time() + seconds
@@ -130,16 +131,6 @@ class GenerationService:
             error = classify_failure(model.id, exc)
         self._metrics.backend_error(model.id, error.code)
         return error
-
-
-@dataclass(slots=True)
-class StreamDelta:
-    text: str
-    tokens: int  # tokens generated for this delta (0 when the interface does not count)
-    output_tokens: int | None  # tokens generated so far; None when the interface does not count
-    input_tokens: int | None
-    finish_reason: str | None = None  # "stop" | "length", on the last delta only
-    stop_sequence: bool = False  # the gateway cut the text at one of the request's stop strings
 
 
 def _finish_by_count(output_tokens: int | None, max_tokens: int) -> str:

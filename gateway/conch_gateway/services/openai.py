@@ -17,13 +17,13 @@ import numpy as np
 import orjson
 
 from .. import errors
-from ..backends.base import GenerationRequest, GenerationResult
+from ..backends.base import GenerationRequest, GenerationResult, StreamDelta
 from ..protocol import openai as api
 from ..registry.base import ModelRegistry, ServedModel
 from ..sse import relay
 from .choices import merge, open_all
 from .embeddings import EmbeddingService
-from .generation import GenerationService, StreamDelta
+from .generation import GenerationService
 
 DEFAULT_MAX_TOKENS = 512  # OpenAI's default is "until the context ends"; this bounds the wait
 
@@ -77,13 +77,13 @@ def generation_request(request: api._Sampling, prompt: str, model: ServedModel, 
     seed = request.seed
     if seed is not None and choice:
         seed = (seed + choice) % 2**63  # n choices from one seed must still differ
-    return GenerationRequest(
-        prompt=prompt,
-        max_tokens=max_tokens or DEFAULT_MAX_TOKENS,
-        temperature=None if greedy else temperature,
-        top_p=None if greedy else request.top_p,
-        top_k=None if greedy else request.top_k,
+    return GenerationRequest.decoding(
+        prompt,
+        max_tokens or DEFAULT_MAX_TOKENS,
         greedy=greedy,
+        temperature=temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
         seed=seed,
         stop=request.stop_strings(),
         stop_tokens=model.prompt.stop_tokens,

@@ -1,4 +1,4 @@
-"""Hugging Face TGI's generate API (seed 004) on the generation service.
+"""Hugging Face TGI's generate API on the generation service.
 
 TGI sends the prompt as it is (no chat template). Its stream is one event per token,
 `{"token": {...}, "generated_text": null, "details": null}`, the last carrying the whole text and
@@ -13,11 +13,11 @@ from typing import AsyncIterator
 import orjson
 
 from .. import errors
-from ..backends.base import GenerationRequest
+from ..backends.base import GenerationRequest, StreamDelta
 from ..protocol.tgi import TGIDetails, TGIParameters, TGIRequest, TGIResponse
 from ..registry.base import ModelRegistry, ServedModel
 from ..sse import relay
-from .generation import GenerationService, StreamDelta
+from .generation import GenerationService
 
 _UNSUPPORTED = (
     ("best_of", lambda p: p.best_of not in (None, 1), "best_of > 1 is not supported"),
@@ -43,13 +43,13 @@ def generation_request(parameters: TGIParameters, prompt: str, model: ServedMode
     sample = (parameters.do_sample or parameters.top_k is not None
               or (parameters.temperature is not None and parameters.temperature != 1.0)
               or (parameters.top_p is not None and parameters.top_p < 1.0))
-    return GenerationRequest(
-        prompt=prompt,
-        max_tokens=parameters.max_new_tokens or 100,
-        temperature=parameters.temperature if sample else None,
-        top_p=parameters.top_p if sample else None,
-        top_k=parameters.top_k if sample else None,
+    return GenerationRequest.decoding(
+        prompt,
+        parameters.max_new_tokens or 100,
         greedy=not sample,
+        temperature=parameters.temperature,
+        top_p=parameters.top_p,
+        top_k=parameters.top_k,
         seed=parameters.seed,
         stop=tuple(parameters.stop),
         stop_tokens=model.prompt.stop_tokens,

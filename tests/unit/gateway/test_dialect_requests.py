@@ -10,11 +10,11 @@ from pydantic import ValidationError
 from conch_api import TensorInterface
 from conch_gateway.errors import ConchError
 from conch_gateway.prompts import PromptFormat
-from conch_gateway.protocol.custom import CustomGenerateRequest
+from conch_gateway.protocol.api_v1 import ApiV1GenerateRequest
 from conch_gateway.protocol.openai import ChatCompletionRequest, CompletionRequest
 from conch_gateway.protocol.tgi import TGIParameters
 from conch_gateway.registry.base import ModelRegistry, ServedModel
-from conch_gateway.services import custom, openai, tgi
+from conch_gateway.services import api_v1, openai, tgi
 
 MODEL = ServedModel(id="m", name="M", endpoint="http://t:8000", grpc_address=None, triton_model="m",
                     interface=TensorInterface.ENSEMBLE, prompt=PromptFormat.for_model("chatml", None),
@@ -104,7 +104,7 @@ def test_tgi_finish_reasons():
 
 
 def test_seed_001_prompt_is_the_user_turn_of_the_chat_template():
-    request = custom.generation_request(CustomGenerateRequest(prompt="hello", temperature=0), MODEL)
+    request = api_v1.generation_request(ApiV1GenerateRequest(prompt="hello", temperature=0), MODEL)
     assert request.prompt == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
     assert request.greedy and request.max_tokens == 512
 

@@ -12,7 +12,7 @@ from conch_gateway.prompts import PromptFormat
 from conch_gateway.protocol.generate import GenerateParameters, GenerateRequest
 from conch_gateway.registry.base import ServedModel
 from conch_gateway.services.generation import TimeLimit, classify_failure, cut_at_stop
-from conch_gateway.services.unified import to_generation_request
+from conch_gateway.services.generate import to_generation_request
 
 MODEL = ServedModel(id="m", name="M", endpoint="http://t:8000", grpc_address="t:8001", triton_model="m",
                     interface=TensorInterface.ENSEMBLE, prompt=PromptFormat.for_model("chatml", None),

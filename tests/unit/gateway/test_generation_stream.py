@@ -13,7 +13,8 @@ from conch_gateway.backends import grpc_tensors
 from conch_gateway.backends.codecs import CODECS, DATATYPES
 from conch_gateway.backends.base import GenerationRequest
 from conch_gateway.services.choices import merge
-from conch_gateway.services.generation import StopFilter, StreamDelta
+from conch_gateway.backends.base import StreamDelta
+from conch_gateway.services.generation import StopFilter
 
 
 def feed_all(stops: tuple[str, ...], pieces: list[str]) -> tuple[str, bool]:

@@ -1,4 +1,4 @@
-"""Seed 001's custom API on the generation service. Prompts are the user's message, rendered
+"""The `/api/v1` API (generate, its token stream, batches, models) on the generation service. Prompts are the user's message, rendered
 with the model's chat template."""
 
 from __future__ import annotations
@@ -11,34 +11,33 @@ import orjson
 from pydantic import ValidationError
 
 from .. import errors
-from ..backends.base import GenerationRequest, GenerationResult
-from ..protocol.custom import (
+from ..backends.base import GenerationRequest, GenerationResult, StreamDelta
+from ..protocol.api_v1 import (
     BatchItem,
     BatchRequest,
     BatchResponse,
-    CustomGenerateRequest,
-    CustomGenerateResponse,
-    CustomModel,
-    CustomModelList,
+    ApiV1GenerateRequest,
+    ApiV1GenerateResponse,
+    ApiV1Model,
+    ApiV1ModelList,
     ItemError,
     Usage,
 )
 from ..registry.base import ModelRegistry, ServedModel
 from ..sse import relay
-from .generation import GenerationService, StreamDelta
+from .generation import GenerationService
 
 _FORMATS = {"llama-cpp": "gguf", "tensorrt-llm": "tensorrt-llm"}
 
 
-def generation_request(request: CustomGenerateRequest, model: ServedModel) -> GenerationRequest:
-    greedy = request.temperature == 0
-    return GenerationRequest(
-        prompt=model.prompt.render([{"role": "user", "content": request.prompt}]),
-        max_tokens=request.max_tokens,
-        temperature=None if greedy else request.temperature,
-        top_p=None if greedy else request.top_p,
-        top_k=None if greedy else request.top_k,
-        greedy=greedy,
+def generation_request(request: ApiV1GenerateRequest, model: ServedModel) -> GenerationRequest:
+    return GenerationRequest.decoding(
+        model.prompt.render([{"role": "user", "content": request.prompt}]),
+        request.max_tokens,
+        greedy=request.temperature == 0,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
         seed=request.seed,
         stop=tuple(request.stop),
         stop_tokens=model.prompt.stop_tokens,
@@ -52,25 +51,25 @@ def usage(input_tokens: int | None, output_tokens: int | None) -> Usage | None:
     return Usage(prompt_tokens=prompt, completion_tokens=output_tokens, total_tokens=prompt + output_tokens)
 
 
-class CustomService:
+class ApiV1Service:
     def __init__(self, registry: ModelRegistry, generation: GenerationService, default_model: str | None):
         self._registry = registry
         self._generation = generation
         self._default_model = default_model
 
-    def _prepare(self, request: CustomGenerateRequest) -> tuple[ServedModel, GenerationRequest]:
+    def _prepare(self, request: ApiV1GenerateRequest) -> tuple[ServedModel, GenerationRequest]:
         model = self._registry.resolve_default(request.model, self._default_model)
         return model, generation_request(request, model)
 
-    async def generate(self, request: CustomGenerateRequest) -> CustomGenerateResponse:
+    async def generate(self, request: ApiV1GenerateRequest) -> ApiV1GenerateResponse:
         started = time.perf_counter()
         model, generation = self._prepare(request)
         result: GenerationResult = await self._generation.complete(model, generation)
-        return CustomGenerateResponse(text=result.text, usage=usage(result.input_tokens, result.output_tokens),
+        return ApiV1GenerateResponse(text=result.text, usage=usage(result.input_tokens, result.output_tokens),
                                       latency=round(time.perf_counter() - started, 4), model=model.id,
                                       finish_reason=result.finish_reason)
 
-    async def stream(self, request: CustomGenerateRequest) -> AsyncIterator[str]:
+    async def stream(self, request: ApiV1GenerateRequest) -> AsyncIterator[str]:
         model, generation = self._prepare(request)
         deltas = await self._generation.stream(model, generation)
         return relay(deltas, _token_events, _error_event)
@@ -82,7 +81,7 @@ class CustomService:
 
     async def _batch_item(self, item: dict) -> BatchItem:
         try:
-            parsed = CustomGenerateRequest.model_validate(item)
+            parsed = ApiV1GenerateRequest.model_validate(item)
             if parsed.stream:
                 raise errors.invalid_request("batch items cannot stream", param="stream")
             answer = await self.generate(parsed)
@@ -95,9 +94,9 @@ class CustomService:
             return BatchItem(error=ItemError(code=exc.code, message=exc.message, details=exc.details))
         return BatchItem(**answer.model_dump())
 
-    def models(self) -> CustomModelList:
-        return CustomModelList(models=[
-            CustomModel(name=m.id, format=_FORMATS.get(m.runtime, "triton"), loaded=m.healthy, status=m.health)
+    def models(self) -> ApiV1ModelList:
+        return ApiV1ModelList(models=[
+            ApiV1Model(name=m.id, format=_FORMATS.get(m.runtime, "triton"), loaded=m.healthy, status=m.health)
             for m in self._registry.all()
         ])
 

@@ -1,4 +1,4 @@
-"""Seed 001's custom API under `/api/v1`, driven the way the seed's own examples drive it."""
+"""The `/api/v1` API (seed 001), driven the way the seed's own examples drive it."""
 
 from __future__ import annotations
 

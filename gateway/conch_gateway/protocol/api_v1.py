@@ -1,4 +1,4 @@
-"""Seed 001's custom API under `/api/v1`: generate, its token stream, batches, and the model list."""
+"""The `/api/v1` API: generate, its token stream, batches, and the model list."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .types import MAX_NEW_TOKENS, ModelId, Number, PromptText, StopString
 MAX_BATCH = 64
 
 
-class CustomGenerateRequest(BaseModel):
+class ApiV1GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: PromptText = Field(description="The user's message.")
@@ -29,7 +29,7 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-class CustomGenerateResponse(BaseModel):
+class ApiV1GenerateResponse(BaseModel):
     text: str
     usage: Usage | None  # None: the model's interface does not count tokens
     latency: float = Field(description="Seconds the gateway spent on the request.")
@@ -65,7 +65,7 @@ class BatchResponse(BaseModel):
     results: list[BatchItem]
 
 
-class CustomModel(BaseModel):
+class ApiV1Model(BaseModel):
     name: str
     format: str | None
     size: str | None = None
@@ -74,5 +74,5 @@ class CustomModel(BaseModel):
     status: str
 
 
-class CustomModelList(BaseModel):
-    models: list[CustomModel]
+class ApiV1ModelList(BaseModel):
+    models: list[ApiV1Model]
