@@ -18,12 +18,18 @@ LLAMA_BUILD_FLAGS := CFLAGS="$(NO_AMX)" CXXFLAGS="$(NO_AMX)"
 endif
 export PIP_CACHE_DIR ?= $(HOME)/.cache/conch/pip
 
-.PHONY: up test unit install tools cluster cluster-down bench clean
+# Debian packages behind the tests' real servers (and the node's container tooling), installed by
+# apt once per machine; the stamp's name changes whenever the list does. Append, one per line.
+APT_PACKAGES := \
+	redis-server
+APT_STAMP := $(HOME)/.cache/conch/apt-$(shell echo $(APT_PACKAGES) | sha1sum | cut -c1-12)
+
+.PHONY: up test unit install tools system-packages cluster cluster-down bench clean
 
 up: $(INSTALLED)  ## the embedded default: local Triton + bundled 4-bit model + gateway, in the foreground
 	@exec $(BIN)/python -m conch_engines up
 
-test: $(INSTALLED) tools  ## the whole test suite
+test: $(INSTALLED) tools system-packages  ## the whole test suite
 	$(BIN)/python -m pytest
 
 tools: $(INSTALLED)  ## build the local control plane binaries (etcd, kube-*, kwok, kubectl, helm) into ~/.cache/conch if missing
@@ -43,6 +49,13 @@ unit: $(INSTALLED)  ## unit tests only (seconds)
 	$(BIN)/python -m pytest tests/unit
 
 install: $(INSTALLED)
+
+system-packages: $(APT_STAMP)  ## Debian packages the tests use (real Redis, …); needs root
+
+$(APT_STAMP):
+	@echo "[conch] installing Debian packages: $(APT_PACKAGES)"
+	@apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null
+	@mkdir -p $(dir $@) && touch $@
 
 # Re-installs when pyproject.toml changes. The first run builds llama-cpp-python from source
 # (several minutes on 2 cores); pip caches the wheel, so later installs take seconds.
