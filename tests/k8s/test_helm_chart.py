@@ -477,13 +477,13 @@ BUILD_TOOLS = re.compile(r"\b(build-essential|gcc|g\+\+|cmake|make|git|pip insta
 
 
 def test_dockerfiles_are_multi_stage_non_root_and_pinned():
-    from conch_operator import render
+    from conch_operator.manifests import llama_cpp
     from conch_operator.settings import OperatorSettings
     from conch_api import Model
 
     smollm2 = Model.model_validate({**yaml.safe_load((REPO_ROOT / "examples" / "smollm2-cpu.yaml").read_text()),
                                     "metadata": {"name": "smollm2", "namespace": "default", "uid": "u"}})
-    triton_command = render.deployment(smollm2, OperatorSettings(), "hash")["spec"]["template"]["spec"]["containers"][0]["command"]
+    triton_command = llama_cpp.deployment(smollm2, OperatorSettings(), "hash")["spec"]["template"]["spec"]["containers"][0]["command"]
     expected = {
         "gateway.Dockerfile": ["python", "-m", "conch_gateway"],
         "operator.Dockerfile": ["python", "-m", "conch_operator"],
