@@ -40,6 +40,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> No
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # kopf retries a failed API request (a watch's reconnection too) after 1, 1, 2, 3, 5, 8, 13
+    # and 21 s: after an API server restart, its watches came back up to 21 s late. Capped at 3 s
+    # (about a minute in all before a request gives up — a watch then starts over at once).
+    settings.networking.error_backoffs = (0.5, 1, 1, 2, 2, *[3] * 15)
     # Everything the operator keeps lives in the memo: settings, the watched view of the
     # cluster, what it remembers per Model, the API client and the work queue.
     memo.settings = OperatorSettings()
@@ -53,6 +57,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> No
     memo.queue = WorkQueue(lambda key, apply: _reconcile(memo, key, apply), memo.settings.max_workers)
     memo.queue.start()
     memo.periodic = asyncio.create_task(_periodic(memo), name="conch-periodic")
+    memo.contact = asyncio.create_task(_retry_when_answering_again(memo), name="conch-contact")
     if memo.settings.metrics_port:
         start_http_server(memo.settings.metrics_port)
 
@@ -60,6 +65,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> No
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_) -> None:
     memo.periodic.cancel()
+    memo.contact.cancel()
     await memo.queue.stop()
     memo.kube.close()
 
@@ -126,8 +132,9 @@ def _measured_reconcile(memo: kopf.Memo, body: dict, apply: bool) -> None:
 
 async def _periodic(memo: kopf.Memo) -> None:
     """External endpoints emit no events, so they are probed; a failed engine build is retried once
-    its back-off has passed (status.engine.retryAfter); and, less often, every Model is reconciled
-    to repair drift nobody reported (an owned object edited by hand)."""
+    its back-off has passed (status.engine.retryAfter), and so are objects the API server refused
+    (memory); and, less often, every Model is reconciled to repair drift nobody reported (an owned
+    object edited by hand)."""
     last_resync = time.monotonic()
     while True:
         await asyncio.sleep(memo.settings.external_probe_interval_s)
@@ -137,14 +144,30 @@ async def _periodic(memo: kopf.Memo) -> None:
             if resync:
                 last_resync = time.monotonic()
             now = datetime.now(timezone.utc)
+            refused_before = set(memo.memory.rejections_due(now))
             for model in memo.view.models():
                 key = (model["metadata"]["namespace"], model["metadata"]["name"])
-                if resync or retry_due(model, now):
+                if resync or retry_due(model, now) or key in refused_before:
                     memo.queue.add(key, apply=True)
                 elif model["spec"].get("runtime") == "external":
                     memo.queue.add(key, apply=False)
         except Exception:
             log.exception("periodic resync, probe and retry pass failed; trying again next time")
+
+
+async def _retry_when_answering_again(memo: kopf.Memo) -> None:
+    """Reconciles that failed for want of an answer (the API server restarting, being upgraded)
+    run again as soon as it answers, not after their back-off (up to a minute by then)."""
+    while True:
+        await asyncio.sleep(1)
+        try:
+            if memo.kube.contact_lost:
+                await asyncio.to_thread(memo.kube.reachable)
+            if memo.kube.answering_again():
+                retried = memo.queue.retry_failed_now()
+                log.info("the API server answers again: %d failed reconciles retried now", retried)
+        except Exception:
+            log.exception("checking contact with the API server failed; trying again")
 
 
 def _owner_key(body: kopf.Body) -> tuple[str, str]:

@@ -8,10 +8,14 @@ so applying the same desired state twice is a no-op and a restarted operator con
 from __future__ import annotations
 
 import json
+import os
+import socket
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from conch_api import GROUP, PLURAL, VERSION
@@ -28,16 +32,29 @@ _RESOURCES = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Job": ("/apis/batch/v1", "jobs"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+    "Event": ("/api/v1", "events"),
     "Model": (f"/apis/{GROUP}/{VERSION}", PLURAL),
 }
 
 OWNED_KINDS = ("ConfigMap", "Service", "Deployment", "Job")
 
 
+# Answers that refuse the request itself — validation (400, 422), admission such as a quota or a
+# policy, or missing RBAC (403), an object too large (413): sending it again unchanged gets the same
+# answer. Everything else (no answer, 409, 429, 5xx) is a passing condition worth retrying soon.
+REJECTIONS = frozenset({400, 403, 413, 422})
+MAX_EVENT_MESSAGE = 1024
+
+
 class KubeError(RuntimeError):
     def __init__(self, status: int, message: str):
         super().__init__(f"Kubernetes API answered {status}: {message}")
         self.status = status
+        self.message = message
+
+    @property
+    def rejected(self) -> bool:
+        return self.status in REJECTIONS
 
 
 def load_config() -> None:
@@ -53,14 +70,36 @@ class Kube:
         configuration = kubernetes.client.Configuration.get_default_copy()
         configuration.connection_pool_maxsize = pool_size
         self._api = kubernetes.client.ApiClient(configuration)
+        # Contact with the API server: lost when a request gets no answer at all (the API server
+        # restarts, the network fails), back at the next answer — see `answering_again`.
+        self._contact_lost = False
+        self._contact_back = False
+
+    @property
+    def contact_lost(self) -> bool:
+        return self._contact_lost
+
+    def answering_again(self) -> bool:
+        """True once after contact came back: what failed meanwhile need not wait out its back-off."""
+        back, self._contact_back = self._contact_back, False
+        return back
+
+    def reachable(self) -> bool:
+        """Does the API server answer (`/version`, readable by anyone)? Restores contact if it does."""
+        try:
+            self._request("GET", "/version")
+        except KubeError:
+            return False
+        return True
 
     def close(self) -> None:
         self._api.close()
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply; `dry_run` runs validation and admission (quota included) and writes nothing."""
         meta = obj["metadata"]
         path = _path(obj["kind"], meta["namespace"], meta["name"])
-        query = {"fieldManager": FIELD_MANAGER, "force": "true"}
+        query = {"fieldManager": FIELD_MANAGER, "force": "true", **({"dryRun": "All"} if dry_run else {})}
         return self._request("PATCH", path, query, body=obj, content_type="application/apply-patch+yaml")
 
     def create_or_apply(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +184,24 @@ class Kube:
             if exc.status != 404:  # deleted meanwhile: nothing left to report on
                 raise
 
+    def record_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `involved` (what `kubectl describe` and `kubectl get events` show).
+        Created only, never patched: one Event per occurrence (the operator's RBAC is create-only)."""
+        meta = involved["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid"),
+                               "resourceVersion": meta.get("resourceVersion")},
+            "type": type_, "reason": reason, "message": message[:MAX_EVENT_MESSAGE],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": os.environ.get("POD_NAME") or socket.gethostname(),
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        self._request("POST", _path("Event", meta["namespace"]), body=event)
+
     def _request(self, method: str, path: str, query: dict[str, str] | None = None, *, body: Any = None,
                  content_type: str = "application/json") -> Any:
         url = path + ("?" + urlencode(query) if query else "")
@@ -154,7 +211,14 @@ class Kube:
         try:
             response = self._api.call_api(*serialized, _request_timeout=30)
         except ApiException as exc:
+            if not exc.status:  # the client's wrapping of a failed TLS connection
+                self._contact_lost = True
             raise KubeError(exc.status or 0, _reason(exc.body) or str(exc.reason)) from None
+        except urllib3.exceptions.HTTPError as exc:  # no answer: refused, reset, timed out
+            self._contact_lost = True
+            raise KubeError(0, f"no answer from the API server: {exc}") from None
+        if self._contact_lost:
+            self._contact_lost, self._contact_back = False, True
         data = response.read()
         if response.status >= 400:
             raise KubeError(response.status, _reason(data))

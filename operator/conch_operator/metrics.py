@@ -12,6 +12,8 @@ RECONCILES = Counter("conch_operator_reconciles_total", "Reconciles of Models by
 DURATION = Histogram("conch_operator_reconcile_duration_seconds", "Time one reconcile takes.", ["trigger"],
                      buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 QUEUE_DEPTH = Gauge("conch_operator_queue_depth", "Models waiting to be reconciled.")
+REJECTED_WRITES = Counter("conch_operator_rejected_writes_total",
+                          "Writes of a Model's objects that the API server refused (each is an Event on the Model).")
 ERRORS = Counter("conch_operator_reconcile_errors_total", "Reconciles that raised, by error type.", ["error"])
 
 

@@ -33,6 +33,10 @@ class OperatorSettings(BaseSettings):
     build_retry_cap_s: float = Field(3600.0, gt=0, description="Longest wait between failed builds.")
     build_job_ttl_s: int = Field(86400, ge=0, description="Finished build Jobs (and their logs) are kept this long; "
                                  "the engine record outlives them.")
+    rejected_retry_base_s: float = Field(60.0, gt=0, description="Wait before writing a Model's objects again "
+                                         "after the API server refused them (invalid, over quota, forbidden); "
+                                         "doubles with every further refusal. A spec change retries at once.")
+    rejected_retry_cap_s: float = Field(1800.0, gt=0, description="Longest wait between refused writes.")
     resync_interval_s: float = Field(300.0, gt=0, description="How often every Model is reconciled even without events.")
     external_probe_interval_s: float = Field(10.0, gt=0, description="How often external endpoints are probed.")
     external_probe_timeout_s: float = Field(2.0, gt=0, description="Time limit of an external endpoint health probe.")

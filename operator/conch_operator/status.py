@@ -1,5 +1,6 @@
 """What the cluster shows → `Model.status`. Pure: the reconciler gathers observations, this decides
-phase and conditions (Ready, Available, EngineReady, Degraded) from them."""
+phase and conditions (Ready, Available, EngineReady, Degraded) from them — including the API
+server's refusal of the objects the spec renders (reason ApplyRejected)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Observed:
     external_ready: bool | None = None  # external endpoint probe, None when not probed
     external_message: str = ""
     engine: EngineObservation | None = None  # runtime tensorrt-llm: the engine step's report
+    rejected: str | None = None  # why the API server refused this spec's objects, while it does
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,22 @@ def _serves_earlier_spec(model: Model, observed: Observed) -> bool:
 
 
 def _judge(model: Model, observed: Observed) -> Verdict:
+    verdict = _judge_runtime(model, observed)
+    return _refused(verdict, observed.rejected) if observed.rejected else verdict
+
+
+def _refused(verdict: Verdict, message: str) -> Verdict:
+    """The API server refused this spec's objects: Degraded says why. Ready and Available keep
+    telling what serves — an earlier spec's Deployment may still serve, and the gateway routes on
+    Ready — and tell the refusal instead when nothing does."""
+    refused = (False, "ApplyRejected", message)
+    problems = [message, *([verdict.degraded[2]] if verdict.degraded[0] and verdict.degraded[2] else [])]
+    return replace(verdict, ready=verdict.ready if verdict.ready[0] else refused,
+                   available=verdict.available if verdict.available[0] else refused,
+                   degraded=(True, "ApplyRejected", "; ".join(problems)), building=False)
+
+
+def _judge_runtime(model: Model, observed: Observed) -> Verdict:
     runtime = model.spec.runtime
     if runtime == Runtime.EXTERNAL:
         ok = bool(observed.external_ready)

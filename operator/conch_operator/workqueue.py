@@ -32,6 +32,8 @@ class WorkQueue:
         self._dirty: dict[Hashable, bool] = {}  # waiting (or to run again) → apply desired objects?
         self._processing: set[Hashable] = set()
         self._failures: dict[Hashable, int] = {}
+        # Failed, waiting out the back-off → (apply?, the scheduled retry).
+        self._retries: dict[Hashable, tuple[bool, asyncio.TimerHandle]] = {}
         self._tasks: list[asyncio.Task] = []
 
     def add(self, key: Hashable, *, apply: bool) -> None:
@@ -48,6 +50,26 @@ class WorkQueue:
 
     def forget(self, key: Hashable) -> None:
         self._failures.pop(key, None)
+        self._cancel_retry(key)
+
+    def retry_failed_now(self) -> int:
+        """What failed is queued now rather than after its back-off: the cause has passed (the
+        API server answers again). Returns how many keys were queued."""
+        waiting = list(self._retries)
+        for key in waiting:
+            self.add(key, apply=self._cancel_retry(key))
+        return len(waiting)
+
+    def _retry(self, key: Hashable, apply: bool) -> None:
+        self._retries.pop(key, None)
+        self.add(key, apply=apply)
+
+    def _cancel_retry(self, key: Hashable) -> bool:
+        """Cancels a scheduled retry; returns whether it was to apply."""
+        apply, handle = self._retries.pop(key, (False, None))
+        if handle is not None:
+            handle.cancel()
+        return apply
 
     def __len__(self) -> int:
         return len(self._dirty)
@@ -73,7 +95,8 @@ class WorkQueue:
     async def _work(self) -> None:
         while True:
             key = await self._next()
-            apply = self._dirty.pop(key, False)
+            # This run is also the scheduled retry, and does what that would have done.
+            apply = self._dirty.pop(key, False) | self._cancel_retry(key)
             self._processing.add(key)
             try:
                 await self._reconcile(key, apply)
@@ -82,7 +105,7 @@ class WorkQueue:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(self._base_delay * 2 ** (failures - 1), self._max_delay)
                 log.warning("reconciling %s failed (attempt %d, retry in %.1fs): %s", key, failures, delay, exc)
-                asyncio.get_running_loop().call_later(delay, lambda: self.add(key, apply=apply))
+                self._retries[key] = (apply, asyncio.get_running_loop().call_later(delay, self._retry, key, apply))
             finally:
                 self._processing.discard(key)
                 if key in self._dirty:

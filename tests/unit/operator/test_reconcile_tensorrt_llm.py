@@ -156,7 +156,7 @@ async def test_periodic_survives_a_failing_pass():
                      "status": {"engine": {"retryAfter": "not a time"}}}]
 
     queued = []
-    memo = SimpleNamespace(view=View(),
+    memo = SimpleNamespace(view=View(), memory=ModelMemory(),
                            settings=SimpleNamespace(external_probe_interval_s=0.001, resync_interval_s=3600),
                            queue=SimpleNamespace(add=lambda key, apply: queued.append((key, apply))))
     task = asyncio.create_task(handlers._periodic(memo))
