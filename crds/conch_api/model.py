@@ -22,6 +22,8 @@ SINGULAR = "model"
 SHORT_NAMES = ("mdl",)
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+ModelAlias = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$", max_length=63),
+                      Field(description="A model id: lower-case letters, digits, '-', '.', '_'.")]
 Path = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Quantity = Annotated[str | int, Field(json_schema_extra={"x-kubernetes-int-or-string": True})]
 
@@ -178,6 +180,22 @@ class TensorRTLLMSpec(_Spec):
 
 
 
+class LlamaCppSpec(_Spec):
+    """Options of runtime llama-cpp (continuous batching; engine.maxBatchSize is the number of slots)."""
+
+    maxQueue: int = Field(64, ge=0, le=4096, description="Requests that may wait for a free slot; more are "
+                          "refused at once (Triton UNAVAILABLE, message 'queue full: …').")
+    batchInvariant: bool = Field(False, description="Give every request the same greedy or seeded answer whatever "
+                                 "it shares the batch with (the KV cache is kept in 8-bit, q8_0, where llama.cpp's "
+                                 "attention never changes kernel with the batch shape). Off, a request served alone "
+                                 "always gets the same answer, but under concurrency a sequence longer than 256 "
+                                 "tokens may get another one (runtimes/llama_cpp/README.md).")
+    prefixCache: bool = Field(False, description="Keep each slot's KV cache after a request and reuse a common "
+                              "prompt prefix (whole prefill chunks): faster multi-turn chats. Answers stay the same "
+                              "with batchInvariant; without it, a reused prefix computed under concurrency may "
+                              "change a later answer.")
+
+
 class GPUSpec(_Spec):
     """GPUs each replica needs."""
 
@@ -256,6 +274,7 @@ class ModelSpec(_Spec):
         ("self.runtime != 'tensorrt-llm' || !has(self.source) || !has(self.source.file)",
          "runtime tensorrt-llm builds from a Hugging Face repository or a PVC checkpoint, not an image file"),
         ("self.runtime == 'tensorrt-llm' || !has(self.tensorrtLLM)", "spec.tensorrtLLM is only for runtime tensorrt-llm"),
+        ("self.runtime == 'llama-cpp' || !has(self.llamaCpp)", "spec.llamaCpp is only for runtime llama-cpp"),
         ("self.runtime != 'tensorrt-llm' || !has(self.tensorrtLLM) || self.tensorrtLLM.backend != 'pytorch' || "
          "self.quantization != 'int4_gptq'",
          "the pytorch backend of TensorRT-LLM 1.2.1 loads no GPTQ checkpoints: use backend engine for int4_gptq"),
@@ -263,6 +282,9 @@ class ModelSpec(_Spec):
 
     displayName: str | None = Field(None, description="Name shown by the API; defaults to metadata.name.",
                                     min_length=1, max_length=128)
+    aliases: list[ModelAlias] | None = Field(None, max_length=16, description="Other model ids the API answers "
+                                             "to with this Model (e.g. qwen2 for qwen2-7b-instruct-gptq-int4); a "
+                                             "Model's own name wins over another's alias.")
     runtime: Runtime = Field(description="Serving runtime: tensorrt-llm (GPU), llama-cpp (CPU, GGUF) or external. Immutable.")
     source: ModelSource | None = Field(None, description="Where the weights come from (not for runtime external).")
     quantization: Quantization = Field(Quantization.NONE, description="Weight quantization applied when building a tensorrt-llm engine.")
@@ -283,10 +305,15 @@ class ModelSpec(_Spec):
     env: list[EnvVar] | None = Field(None, description="Extra environment variables of the Triton container.", max_length=64)
     external: ExternalSpec | None = Field(None, description="The existing endpoint, for runtime external.")
     tensorrtLLM: TensorRTLLMSpec | None = Field(None, description="Options of runtime tensorrt-llm (defaults apply when unset).")
+    llamaCpp: LlamaCppSpec | None = Field(None, description="Options of runtime llama-cpp (defaults apply when unset).")
 
     @property
     def trtllm(self) -> TensorRTLLMSpec:
         return self.tensorrtLLM or TensorRTLLMSpec()
+
+    @property
+    def llama_cpp(self) -> LlamaCppSpec:
+        return self.llamaCpp or LlamaCppSpec()
 
 
 class Condition(_Status):

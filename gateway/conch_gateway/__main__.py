@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from .app import create_app
+from .limits.connections import with_header_timeout
 from .settings import Settings
 
 
@@ -18,10 +19,11 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=with_header_timeout(settings.header_timeout_s),  # uvicorn's httptools protocol, plus a deadline for headers
+        limit_concurrency=settings.max_connections,  # connections + requests in flight; 503 beyond
         access_log=settings.access_log,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
 
 

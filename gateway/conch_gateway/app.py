@@ -9,18 +9,27 @@ from typing import Callable
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import __version__
+from . import __version__, templating
+from .auth import setup as auth_setup
+from .auth.middleware import AuthMiddleware
 from .backends.triton import TritonClient
 from .errors import install_error_handlers
+from .protocol.errors import ERROR_RESPONSES
 from .observability import Metrics, MetricsMiddleware
 from .dependencies import Services
+from .lifecycle import RequestLifecycle
+from .limits.admission import Admission
+from .limits.middleware import BodyLimitMiddleware, QuotaMiddleware
+from .limits.quotas import Quotas
 from .registry.base import ModelRegistry, ModelSource
-from .routes import api_v1, generate, health, metrics, models, openai, tgi
+from .routes import api_v1, auth, generate, health, metrics, models, openai, tei, tgi
+from .services.auth import TokenService
 from .services.api_v1 import ApiV1Service
 from .services.embeddings import EmbeddingService
 from .services.generate import GenerateService
 from .services.generation import GenerationService, TimeLimit
 from .services.openai import OpenAIService
+from .services.tei import TEIService
 from .services.tgi import TGIService
 from .settings import Settings
 
@@ -34,19 +43,25 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
     settings choose it (local file or Kubernetes watch)."""
     settings = settings or Settings()
     triton = TritonClient(pool_size=settings.backend_pool_size)
-    registry = ModelRegistry()
+    registry = ModelRegistry(settings.default_model, external_allowlist=settings.external_url_allowlist,
+                             template_limits=templating.Limits(settings.template_timeout_s, settings.template_max_chars))
     app_metrics = Metrics()
     model_source = (source_factory or source_from_settings)(settings, triton)
+    authentication = auth_setup.from_settings(settings, app_metrics.registry)
+    quotas = Quotas(_shared_quota_store(settings), app_metrics.registry, on_failure=settings.redis_failure)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await triton.start()
+        await authentication.start()
         await model_source.start(registry)
         log.info("serving %d model(s): %s", len(registry.all()), ", ".join(m.id for m in registry.all()) or "none")
         try:
             yield
         finally:
             await model_source.stop()
+            await authentication.stop()
+            await quotas.close()
             await triton.close()
 
     app = FastAPI(
@@ -55,22 +70,37 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
         description="One API for quantized LLMs served by Triton: /v1/generate, OpenAI-compatible /v1, "
                     "Hugging Face TGI-compatible routes, /api/v1, health and metrics.",
         lifespan=lifespan,
+        responses=ERROR_RESPONSES,  # every route answers errors in Conch's envelope, not FastAPI's {"detail"}
     )
-    time_limit = TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s)
-    generation = GenerationService(triton, time_limit, app_metrics, stream_over_grpc=settings.stream_transport == "grpc")
+    time_limit = TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s,
+                           settings.stream_idle_timeout_s)
+    admission = Admission(settings.max_in_flight_per_replica, settings.admission_wait_s, app_metrics.registry)
+    generation = GenerationService(triton, time_limit, app_metrics, stream_over_grpc=settings.stream_transport == "grpc",
+                                   admission=admission)
+    embeddings = EmbeddingService(triton, time_limit)
     app.state.services = Services(
         generate=GenerateService(registry, generation),
-        openai=OpenAIService(registry, generation, EmbeddingService(triton, time_limit)),
+        openai=OpenAIService(registry, generation, embeddings),
         tgi=TGIService(registry, generation, settings.default_model),
+        tei=TEIService(registry, embeddings),
         api_v1=ApiV1Service(registry, generation, settings.default_model),
         registry=registry,
         triton=triton,
         metrics=app_metrics,
         settings=settings,
+        auth=TokenService(authentication.authenticator, quotas),
     )
     install_error_handlers(app)
-    for module in (generate, openai, models, api_v1, tgi, health, metrics):
+    for module in (generate, openai, models, api_v1, tgi, tei, health, metrics, auth):
         app.include_router(module.router)
+    # Innermost first: a request's lifecycle (client gone, server stopping) is watched around the
+    # handler alone; quotas need the caller that auth finds; CORS answers preflights (and adds its
+    # headers to 401s) before auth; metrics count every answer, refusals included.
+    app.add_middleware(RequestLifecycle)
+    if authentication.authenticator is not None:
+        app.add_middleware(QuotaMiddleware, quotas=quotas)
+        app.add_middleware(AuthMiddleware, authenticator=authentication.authenticator)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["*"])
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
@@ -88,3 +118,11 @@ def source_from_settings(settings: Settings, triton: TritonClient) -> ModelSourc
     from .registry.kubernetes import KubernetesModelSource
 
     return KubernetesModelSource(namespace=settings.watch_namespace)
+
+
+def _shared_quota_store(settings: Settings):
+    if settings.redis_url is None:
+        return None
+    from .limits.redis_store import RedisQuotaStore
+
+    return RedisQuotaStore(settings.redis_url.get_secret_value(), timeout_s=settings.redis_timeout_s)

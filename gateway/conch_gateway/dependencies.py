@@ -15,8 +15,10 @@ from .backends.triton import TritonClient
 from .observability import Metrics
 from .registry.base import ModelRegistry
 from .services.api_v1 import ApiV1Service
+from .services.auth import TokenService
 from .services.generate import GenerateService
 from .services.openai import OpenAIService
+from .services.tei import TEIService
 from .services.tgi import TGIService
 from .settings import Settings
 
@@ -26,11 +28,13 @@ class Services:
     generate: GenerateService
     openai: OpenAIService
     tgi: TGIService
+    tei: TEIService
     api_v1: ApiV1Service
     registry: ModelRegistry
     triton: TritonClient
     metrics: Metrics
     settings: Settings
+    auth: TokenService | None = None
 
 
 def services(request: Request) -> Services:

@@ -55,7 +55,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         metrics = self.metrics
-        status = 500
+        status = 0
         started = time.perf_counter()
 
         async def send_with_status(message: Message) -> None:
@@ -68,8 +68,12 @@ class MetricsMiddleware:
         metrics.active.inc()
         try:
             await self.app(scope, receive, send_with_status)
+        except BaseException:
+            status = status or 500
+            raise
         finally:
             metrics.active_count -= 1
             metrics.active.dec()
             route = getattr(scope.get("route"), "path", "unmatched")
-            metrics.observe_request(scope["method"], route, str(status), time.perf_counter() - started)
+            # 499 (nginx's "client closed request"): the client left before any answer was sent
+            metrics.observe_request(scope["method"], route, str(status or 499), time.perf_counter() - started)

@@ -8,13 +8,13 @@ TensorRT-LLM models apply no template, so the gateway always renders one — use
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from . import templating
 from .errors import prompt_format_failed
 
 CHATML = (
@@ -46,6 +46,7 @@ FAMILIES: dict[str, Family] = {
     "llama3": Family(LLAMA3, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
                      stop_tokens=("<|eot_id|>", "<|eom_id|>")),
 }
+_BUILTIN_TEMPLATES = frozenset(f.template for f in FAMILIES.values())
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class PromptFormat:
     bos_token: str = ""
     eos_token: str = ""
     stop_tokens: tuple[str, ...] = ()
+    limits: templating.Limits = templating.Limits()  # the registry sets the gateway's own (settings)
 
     @classmethod
     def for_model(cls, family: str | None, chat_template: str | None) -> "PromptFormat":
@@ -90,13 +92,54 @@ class PromptFormat:
                    eos_token=base.eos_token, stop_tokens=base.stop_tokens)
 
     def render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """In the calling thread: for Conch's own templates, and for tests."""
         try:
-            return _compiled(self.template).render(
-                messages=list(messages), add_generation_prompt=add_generation_prompt,
-                bos_token=self.bos_token, eos_token=self.eos_token,
-            )
+            return templating.render_bounded(self.template, self._context(messages, add_generation_prompt),
+                                             self.limits.max_chars)
         except TemplateError as exc:
             raise prompt_format_failed(f"the model's chat template failed to render: {exc}") from exc
+
+    async def render_async(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool = True) -> str:
+        """What the services call. Conch's own templates render here at once (microseconds); a
+        Model's own template — its author's code — renders off the event loop within the time
+        and size limits of templating.py."""
+        if self.template in _BUILTIN_TEMPLATES:
+            return self.render(messages, add_generation_prompt)
+        limits = self.limits
+        try:
+            return await templating.runner().render(self.template, self._context(messages, add_generation_prompt),
+                                                    timeout_s=limits.timeout_s, max_chars=limits.max_chars)
+        except TemplateError as exc:
+            raise prompt_format_failed(f"the model's chat template failed to render: {exc}") from exc
+
+    def _context(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool) -> dict[str, Any]:
+        guarded = [{**m, "content": neutralize(m["content"], self._specials)} if isinstance(m.get("content"), str)
+                   else m for m in messages]
+        return {"messages": guarded, "add_generation_prompt": add_generation_prompt,
+                "bos_token": self.bos_token, "eos_token": self.eos_token}
+
+    @property
+    def _specials(self) -> tuple[str, ...]:
+        return tuple(t for t in (self.bos_token, self.eos_token, *self.stop_tokens) if t)
+
+
+# Control tokens in the text of a message would become real control tokens once the runtime
+# tokenizes the prompt (llama.cpp parses special tokens in it), letting a user close their turn and
+# forge a system or assistant one. A zero-width space after the first character keeps the text as
+# it reads but makes it ordinary text to the tokenizer: `<|im_start|>` (ChatML, Llama 3, Qwen, Phi
+# …) and the model's own bos/eos/stop tokens.
+_CONTROL_TOKEN = re.compile(r"<\|[^|<>\s]{1,64}\|>")
+_ZWSP = "\u200b"
+
+
+def neutralize(text: str, specials: tuple[str, ...] = ()) -> str:
+    if "<" not in text and not any(s and s[0] in text for s in specials):
+        return text
+    text = _CONTROL_TOKEN.sub(lambda m: m.group(0)[0] + _ZWSP + m.group(0)[1:], text)
+    for token in specials:
+        if len(token) > 1 and token in text:
+            text = text.replace(token, token[0] + _ZWSP + token[1:])
+    return text
 
 
 def scenario_messages(scenario: str, inputs: str) -> list[dict[str, str]]:
@@ -107,17 +150,3 @@ def scenario_messages(scenario: str, inputs: str) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": chosen.system}] if chosen.system else []
     messages.append({"role": "user", "content": chosen.user.replace("{inputs}", inputs)})
     return messages
-
-
-def _raise_exception(message: str):
-    raise TemplateError(message)
-
-
-@lru_cache(maxsize=64)
-def _compiled(source: str):
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    env.globals["raise_exception"] = _raise_exception
-    try:
-        return env.from_string(source)
-    except TemplateError as exc:
-        raise prompt_format_failed(f"the model's chat template is not valid Jinja: {exc}") from exc

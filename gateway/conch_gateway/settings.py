@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,8 +25,60 @@ class Settings(BaseSettings):
         "Triton documents).")
     inference_timeout_s: float = Field(60.0, gt=0, description="Time limit of one inference.")
     inference_timeout_per_token_s: float = Field(0.5, ge=0, description="Time limit grows with max tokens asked.")
+    stream_idle_timeout_s: float = Field(30.0, gt=0, description="Longest wait for a stream's next token; a "
+                                         "backend silent longer (hung, not just slow) ends the stream with 504.")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="On SIGTERM, how long requests in flight may run on "
+                                    "before they are stopped (503 SHUTTING_DOWN; streams get an error event). "
+                                    "Keep it below the pod's terminationGracePeriodSeconds.")
     health_probe_interval_s: float = Field(2.0, gt=0, description="How often the local source probes Triton.")
     backend_pool_size: int = Field(512, ge=1, description="Connections kept to inference servers.")
-    cors_allow_origins: list[str] = Field(["*"], description="Origins allowed by CORS.")
+    cors_allow_origins: list[str] = Field([], description="Origins allowed by CORS (none unless listed; '*' for any).")
     log_level: str = Field("info", description="Python log level.")
     access_log: bool = Field(False, description="Log every request (costs throughput).")
+
+    # Who may call (docs/auth.md) ------------------------------------------------------------
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto", description="Require credentials: on, off, or auto (off when listening on loopback only, on otherwise).")
+    auth_source: Literal["auto", "local", "kubernetes"] = Field(
+        "auto", description="Where API keys, users and JWT signing keys come from: labelled Secrets watched in "
+        "auth_namespace (kubernetes), or auth_keys_file / CONCH_AUTH_ADMIN_KEY (local); auto follows model_source.")
+    auth_keys_file: Path | None = Field(None, description="YAML file of hashed API keys, users and signing keys "
+                                        "(local source; `python -m conch_gateway.auth` writes entries).")
+    auth_admin_key: SecretStr | None = Field(None, description="An admin API key given in the environment (local "
+                                             "source); only its hash is kept.")
+    auth_namespace: str | None = Field(None, description="Namespace of the credential Secrets; defaults to the "
+                                       "gateway pod's own namespace.")
+    auth_service_accounts: bool = Field(True, description="Accept Kubernetes ServiceAccount tokens (TokenReview), "
+                                        "authorized per Model by SubjectAccessReview (verb invoke on models).")
+    auth_token_audiences: list[str] = Field(["conch"], description="Audiences a ServiceAccount token must carry "
+                                            "(a projected token made for the gateway, never the API server's).")
+    auth_review_cache_s: float = Field(10.0, ge=0, description="How long TokenReview and SubjectAccessReview "
+                                       "answers are reused.")
+    auth_token_ttl_s: int = Field(3600, ge=60, le=86400, description="Lifetime of tokens from POST /api/auth/token.")
+    # How much (docs/auth.md) -----------------------------------------------------------------
+    redis_url: SecretStr | None = Field(None, description="Redis for quotas shared by every replica; in-process "
+                                        "counters when unset.")
+    redis_timeout_s: float = Field(0.25, gt=0, description="Time limit of one Redis call.")
+    redis_failure: Literal["local", "closed"] = Field(
+        "local", description="While Redis is unreachable: local (each replica counts on its own, so the whole "
+        "fleet may accept up to limit x replicas) or closed (503 LIMITS_UNAVAILABLE).")
+    default_requests_per_minute: int | None = Field(None, ge=1, description="Limit of callers whose credential "
+                                                    "sets none (ServiceAccounts, anonymous).")
+    default_tokens_per_minute: int | None = Field(None, ge=1, description="Same, tokens (prompt + completion).")
+    default_max_parallel: int | None = Field(None, ge=1, description="Same, requests in flight.")
+    # Overload (docs/auth.md) ------------------------------------------------------------------
+    max_body_bytes: int = Field(4 * 2**20, ge=1024, description="Largest request body (413 beyond).")
+    body_timeout_s: float = Field(30.0, gt=0, description="Time to receive a whole request body (408 beyond).")
+    header_timeout_s: float = Field(10.0, gt=0, description="Time to receive a request's headers (connection "
+                                    "closed beyond: slowloris).")
+    max_connections: int = Field(2048, ge=1, description="Connections plus requests in flight per process "
+                                 "(uvicorn limit_concurrency; 503 beyond).")
+    max_in_flight_per_replica: int = Field(64, ge=1, description="Generations in flight per ready Triton replica "
+                                           "of a model; more wait.")
+    admission_wait_s: float = Field(5.0, ge=0, description="Longest wait for a model's slot (429 MODEL_OVERLOADED "
+                                    "beyond, and when as many already wait as run).")
+    template_timeout_s: float = Field(1.0, gt=0, description="Time limit of rendering a Model's own chat template.")
+    template_max_chars: int = Field(1_000_000, ge=1000, description="Longest prompt a chat template may render.")
+    external_url_allowlist: list[str] = Field(
+        [], description="URL patterns (fnmatch) external Models may point at; empty allows any host except "
+        "link-local addresses (cloud metadata).")

@@ -16,10 +16,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from .backends.base import StreamDelta
-from .errors import ConchError
+from .errors import ConchError, shutting_down
 
 log = logging.getLogger("conch.gateway")
 
+CLIENT_GONE = "the client disconnected"  # the message of a cancellation that is the client's doing
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of tokens
 KEEPALIVE_S = 15.0  # a comment line this often keeps idle proxies from closing a slow stream
 _PING = {"type": "http.response.body", "body": b": ping\n\n", "more_body": True}
@@ -53,15 +54,16 @@ class EventStream(Response):
             async with aclosing(self.events) as events:
                 async for event in events:
                     await send({"type": "http.response.body", "body": _frame(event), "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not gone.is_set():
-                raise
-            writer.uncancel()  # our own doing: the client left, nothing more to write
+            # The client left (our watcher's doing), or the server stopped while an event was being
+            # written (relay answers the usual case, a stop while waiting for a token): end quietly.
+            writer.uncancel()
         except OSError:  # the server reports the client gone on write
-            pass
+            return
         finally:
             watcher.cancel()
+        if not gone.is_set():
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch(receive: Receive, send: Send, writer: asyncio.Task, gone: asyncio.Event) -> None:
@@ -77,7 +79,7 @@ async def _watch(receive: Receive, send: Send, writer: asyncio.Task, gone: async
                 continue
         if message["type"] == "http.disconnect":
             gone.set()
-            writer.cancel()
+            writer.cancel(CLIENT_GONE)
             return
 
 
@@ -104,6 +106,14 @@ async def relay(
                     yield event
         except ConchError as exc:
             yield encode_error(exc)
+            return
+        except asyncio.CancelledError as cancel:
+            if cancel.args[:1] == (CLIENT_GONE,):
+                raise
+            # The server stopped waiting for this stream (its graceful-shutdown time ran out): the
+            # client gets the dialect's error event, and closing `deltas` cancels it in Triton.
+            asyncio.current_task().uncancel()
+            yield encode_error(shutting_down())
             return
         except Exception:  # a bug must still end the stream in a way clients understand
             log.exception("stream failed")

@@ -21,7 +21,8 @@ def all_models(triton):
 @pytest.fixture(scope="session")
 def gateway(triton) -> Iterator[GatewayServer]:
     models = all_models(triton)
-    with make_gateway(models, default_model="smollm2") as server:
+    # CORS is closed by default (docs/auth.md); test_cors checks an origin the gateway was told to allow.
+    with make_gateway(models, default_model="smollm2", cors_allow_origins=["http://localhost:3000"]) as server:
         yield server
 
 

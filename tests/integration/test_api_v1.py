@@ -24,9 +24,11 @@ def test_seed_001_python_example(gateway):
     usage = result["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert 0 < result["latency"] < 120
-    # "default" is not a model here: the error names the ones that are.
-    error = generate_text("hi")["error"]
-    assert error["code"] == "MODEL_NOT_FOUND" and error["message"]
+    # The seed's own default argument, "default", is the gateway's default model.
+    assert generate_text("Say hi.")["model"] == "smollm2"
+    # A name that is no model: the error says where the served ones are listed.
+    error = generate_text("hi", model="no-such-model")["error"]
+    assert error["code"] == "MODEL_NOT_FOUND" and "/v1/models" in error["message"]
 
 
 def test_seed_001_javascript_stream_logic(gateway):

@@ -98,7 +98,13 @@ def test_missing_fields(client, missing):
 
 def test_malformed_json(client):
     response = client.post("/v1/generate", content=b'{"model_id": "smollm2", "inputs": ', headers={"Content-Type": "application/json"})
-    assert_envelope(response, 422, "INVALID_REQUEST")
+    body = assert_envelope(response, 400, "INVALID_JSON")
+    assert "character 34" in body["error"]["message"]
+
+
+def test_body_that_is_not_json(client):
+    response = client.post("/v1/generate", content=b"model_id=smollm2", headers={"Content-Type": "text/plain"})
+    assert_envelope(response, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
 def test_triton_error_carries_tritons_message(client):
@@ -106,6 +112,22 @@ def test_triton_error_carries_tritons_message(client):
     body = assert_envelope(response, 500, "TRITON_SERVER_ERROR")
     assert "the GPU caught fire" in body["error"]["message"]
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/v1/generate", {"model": "fault", "prompt": "FAIL: the GPU caught fire", "stream": True}),
+    ("/api/v1/generate/stream", {"model": "fault", "prompt": "FAIL: the GPU caught fire"}),
+    ("/v1/generate", {"model_id": "fault", "inputs": "FAIL: the GPU caught fire", "stream": True}),
+    ("/v1/completions", {"model": "fault", "prompt": "FAIL: the GPU caught fire", "stream": True}),
+    ("/generate_stream", {"model": "fault", "inputs": "FAIL: the GPU caught fire"}),
+])
+def test_a_stream_failing_before_its_first_token_is_a_plain_error(client, path, body):
+    """Before any token the route can still answer with an HTTP error, and its message is the
+    model's, not Triton's SSE framing of it (`data: {"error": …}`)."""
+    response = client.post(path, json=body)
+    assert response.status_code in (424, 500), response.text  # TGI answers generation failures with 424
+    message = response.json()["error"]["message"]
+    assert "the GPU caught fire" in message and "data:" not in message and "{" not in message
 
 
 def test_runtime_rejects_prompt_longer_than_context(client):

@@ -25,7 +25,8 @@ def test_seed_000_examples(client: httpx.Client, body):
     response = client.post("/v1/generate", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert set(answer) == {"generated_text", "model", "tokens"}
+    assert set(answer) == {"generated_text", "model", "tokens", "finish_reason"}
+    assert answer["finish_reason"] == ("length" if answer["tokens"] == body["parameters"]["max_new_tokens"] else "stop")
     assert answer["model"] == "SmolLM2-135M-Instruct-Q4_1"
     assert answer["generated_text"].strip()
     assert 1 <= answer["tokens"] <= body["parameters"]["max_new_tokens"]

@@ -170,7 +170,7 @@ def test_models_list_and_retrieve(sdk):
 
 
 @pytest.mark.parametrize("kwargs, error, code", [
-    ({"model": "no-such-model"}, openai.BadRequestError, "MODEL_NOT_FOUND"),
+    ({"model": "no-such-model"}, openai.NotFoundError, "MODEL_NOT_FOUND"),
     ({"temperature": 3}, openai.UnprocessableEntityError, "INVALID_REQUEST"),
     ({"max_tokens": 0}, openai.UnprocessableEntityError, "INVALID_REQUEST"),
     ({"n": 100}, openai.UnprocessableEntityError, "INVALID_REQUEST"),

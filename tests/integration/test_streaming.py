@@ -75,16 +75,17 @@ def test_stop_string_split_across_tokens_never_leaks(client):
 
 # Failures -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, body", [
-    ("/v1/chat/completions", {"model": "fault", "messages": [{"role": "user", "content": "FAIL: boom"}], "stream": True}),
-    ("/v1/completions", {"model": "fault", "prompt": "FAIL: boom", "stream": True}),
-    ("/v1/generate", {"model_id": "fault", "inputs": "FAIL: boom", "stream": True}),
-    ("/api/v1/generate/stream", {"model": "fault", "prompt": "FAIL: boom"}),
-    ("/generate_stream", {"model": "fault", "inputs": "FAIL: boom"}),
+@pytest.mark.parametrize("path, body, expected_status", [
+    ("/v1/chat/completions", {"model": "fault", "messages": [{"role": "user", "content": "FAIL: boom"}], "stream": True}, 500),
+    ("/v1/completions", {"model": "fault", "prompt": "FAIL: boom", "stream": True}, 500),
+    ("/v1/generate", {"model_id": "fault", "inputs": "FAIL: boom", "stream": True}, 500),
+    ("/api/v1/generate/stream", {"model": "fault", "prompt": "FAIL: boom"}, 500),
+    # TGI answers a failed generation with 424 (Failed Dependency); its clients expect that.
+    ("/generate_stream", {"model": "fault", "inputs": "FAIL: boom"}, 424),
 ])
-def test_failure_before_the_first_token_is_a_plain_http_error(stream_client, path, body):
+def test_failure_before_the_first_token_is_a_plain_http_error(stream_client, path, body, expected_status):
     status, (text,) = post_stream(stream_client, path, body)
-    assert status == 500
+    assert status == expected_status
     error = json.loads(text)
     assert error["error"]["code"] == "TRITON_SERVER_ERROR" and "boom" in error["error"]["message"]
 
@@ -109,7 +110,7 @@ def test_failure_midstream_ends_with_the_dialects_error_event(stream_client, pat
 def test_unknown_model_and_bad_input_fail_before_streaming(client):
     status, (text,) = post_stream(client, "/v1/chat/completions",
                                   {"model": "nope", "messages": [{"role": "user", "content": "hi"}], "stream": True})
-    assert status == 400 and json.loads(text)["error"]["code"] == "MODEL_NOT_FOUND"
+    assert status == 404 and json.loads(text)["error"]["code"] == "MODEL_NOT_FOUND"
     status, (text,) = post_stream(client, "/generate_stream", {"inputs": "hi", "parameters": {"max_new_tokens": 0}})
     assert status == 422 and json.loads(text)["error"]["code"] == "INVALID_REQUEST"
 

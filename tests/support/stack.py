@@ -16,6 +16,7 @@ from . import REPO_ROOT, GatewayServer, model_resource
 
 FAULT_MODEL = REPO_ROOT / "tests" / "integration" / "triton_models" / "fault"
 N_CTX = 2048
+CONTEXT = {"maxSeqLen": N_CTX, "maxInputLen": N_CTX // 2}  # spec.engine of Models served with N_CTX
 LLMAPI_MODEL = "smollm2-llmapi"  # the same SmolLM2 behind TensorRT-LLM's llmapi interface
 
 
@@ -28,7 +29,8 @@ def write_test_repository(root: Path) -> Path:
         **repository.llama_cpp_files(LLMAPI_MODEL, str(model.gguf_path), n_ctx=N_CTX, interface="llmapi"),
         **repository.echo_files("echo"),
         **repository.embedding_files("all-minilm-l6-v2", str(bundled.minilm().model_dir)),  # the bundled embedding model
-        "fault/config.pbtxt": repository.render_config(repository.echo_config("fault")),
+        # two instances: a test can run a failing request next to a long one
+        "fault/config.pbtxt": repository.render_config(repository.echo_config("fault", instances=2)),
     })
     (root / "fault" / "1").mkdir(parents=True, exist_ok=True)
     shutil.copy(FAULT_MODEL / "1" / "model.py", root / "fault" / "1" / "model.py")
@@ -45,7 +47,7 @@ def repository_models(triton_url: str, grpc_address: str | None = None) -> list[
     grpc = {"grpc_address": grpc_address}
     return [
         Model.model_validate(model_resource("smollm2", triton_url, "smollm2", display_name="SmolLM2-135M-Instruct-Q4_1",
-                                            chatTemplate=bundled_template(), **grpc)),
+                                            chatTemplate=bundled_template(), engine=CONTEXT, **grpc)),
         Model.model_validate(model_resource("echo", triton_url, "echo", **grpc)),
         Model.model_validate(model_resource("fault", triton_url, "fault", **grpc)),
         Model.model_validate(model_resource("all-minilm-l6-v2", triton_url, "all-minilm-l6-v2", interface="embedding",
@@ -57,7 +59,8 @@ def llmapi_models(triton_url: str, grpc_address: str | None = None) -> list[Mode
     """A Model routing to the llmapi SmolLM2, published with interface llmapi."""
     return [Model.model_validate(model_resource(LLMAPI_MODEL, triton_url, LLMAPI_MODEL, interface="llmapi",
                                                 display_name="SmolLM2-135M-Instruct-Q4_1 (llmapi)",
-                                                chatTemplate=bundled_template(), grpc_address=grpc_address))]
+                                                chatTemplate=bundled_template(), engine=CONTEXT,
+                                                grpc_address=grpc_address))]
 
 
 def make_gateway(models: list[Model], **settings) -> GatewayServer:

@@ -61,9 +61,12 @@ class BackendUnavailable(BackendError):
 
 
 class BackendTimeout(BackendError):
-    def __init__(self, seconds: float):
-        super().__init__(f"no answer within {seconds:g}s")
+    """No answer within `seconds`; `idle`: a started stream went silent that long."""
+
+    def __init__(self, seconds: float, idle: bool = False):
+        super().__init__(f"no {'further response' if idle else 'answer'} within {seconds:g}s")
         self.seconds = seconds
+        self.idle = idle
 
 
 class BackendFailed(BackendError):

@@ -148,6 +148,15 @@ class HTTPClient:
             exchange.finished = True
             return status, b"".join(response.body)
 
+    async def get(self, url: str) -> tuple[int, bytes]:
+        """A GET, read whole; like every call here it never follows a redirect (a 3xx is the answer)."""
+        origin, path = Origin.parse(url)
+        exchange = _Exchange(self, origin, path, b"", "application/json", streaming=False, method="GET")
+        async with exchange as (status, response):
+            await response.done
+            exchange.finished = True
+            return status, b"".join(response.body)
+
     def stream(self, url: str, body: bytes, accept: str = "text/event-stream") -> "_Exchange":
         """`async with client.stream(url, body) as (status, chunks)`: body chunks as they arrive."""
         origin, path = Origin.parse(url)
@@ -199,11 +208,12 @@ class HTTPClient:
 class _Exchange:
     """One request/response on a pooled connection (an async context manager)."""
 
-    def __init__(self, client: HTTPClient, origin: Origin, path: str, body: bytes, accept: str, streaming: bool):
+    def __init__(self, client: HTTPClient, origin: Origin, path: str, body: bytes, accept: str, streaming: bool,
+                 method: str = "POST"):
         self._client = client
         self._streaming = streaming
         self._request = (
-            f"POST {path} HTTP/1.1\r\nHost: {origin.host}:{origin.port}\r\nContent-Type: application/json\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {origin.host}:{origin.port}\r\nContent-Type: application/json\r\n"
             f"Accept: {accept}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1") + body
         self._origin = origin

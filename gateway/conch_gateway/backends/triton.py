@@ -5,18 +5,17 @@
 - Streams: gRPC `ModelStreamInfer` on one HTTP/2 channel per Triton, because Triton cancels a
   request when its gRPC stream is cancelled and never when an HTTP client goes away (docs:
   request_cancellation). Models known only by an HTTP URL stream over `generate_stream`.
-- Health and metadata: tritonclient's HTTP aio client, one per Triton endpoint.
+- Health: `GET /v2/models/<m>/ready` on the same pool (no redirect is ever followed).
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any, AsyncIterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import grpc
 import orjson
-import tritonclient.http.aio as triton_http
 from tritonclient.grpc import service_pb2_grpc
 
 from . import grpc_tensors
@@ -30,16 +29,12 @@ class TritonClient:
     def __init__(self, *, pool_size: int = 512, connect_timeout: float = 5.0):
         self._connect_timeout = connect_timeout
         self._http = HTTPClient(limit_per_origin=pool_size, connect_timeout=connect_timeout)
-        self._admin: dict[str, triton_http.InferenceServerClient] = {}
         self._channels: dict[str, tuple[grpc.aio.Channel, service_pb2_grpc.GRPCInferenceServiceStub]] = {}
 
     async def start(self) -> None:
         """Connections open on first use; nothing to do ahead of it."""
 
     async def close(self) -> None:
-        admins, self._admin = list(self._admin.values()), {}
-        for client in admins:
-            await client.close()
         channels, self._channels = list(self._channels.values()), {}
         for channel, _ in channels:
             await channel.close()
@@ -83,7 +78,7 @@ class TritonClient:
                             payload = orjson.loads(event[len(_SSE_PREFIX):])
                             if "error" in payload:
                                 # Triton reports errors inside an already-200 stream.
-                                raise BackendFailed(500, str(payload["error"]))
+                                raise BackendFailed(400, str(payload["error"]))  # what Triton answers a failed model request
                             yield payload
         except (ConnectError, ConnectionClosed) as exc:
             raise BackendUnavailable(_describe(exc)) from exc
@@ -118,9 +113,12 @@ class TritonClient:
             call.cancel()  # a no-op once the request is complete; otherwise Triton stops generating
 
     async def model_ready(self, endpoint: str, model: str, timeout: float = 2.0) -> bool:
+        """Triton's model readiness, over the pooled client, which never follows a redirect: an
+        endpoint that answers 3xx is not ready, and cannot steer the gateway elsewhere."""
         try:
             async with asyncio.timeout(timeout):
-                return await self._admin_client(endpoint).is_model_ready(model)
+                status, _ = await self._http.get(f"{endpoint}/v2/models/{quote(model, safe='')}/ready")
+            return status == 200
         except Exception:  # unreachable, slow, or a malformed answer: all mean "not ready"
             return False
 
@@ -134,20 +132,16 @@ class TritonClient:
             entry = self._channels[address] = (channel, service_pb2_grpc.GRPCInferenceServiceStub(channel))
         return entry[1]
 
-    def _admin_client(self, endpoint: str) -> triton_http.InferenceServerClient:
-        client = self._admin.get(endpoint)
-        if client is None:
-            parts = urlsplit(endpoint)
-            client = triton_http.InferenceServerClient(
-                parts.netloc, ssl=parts.scheme == "https", conn_limit=8, conn_timeout=self._connect_timeout
-            )
-            self._admin[endpoint] = client
-        return client
 
 
 def _error_message(payload: bytes) -> str:
+    """Triton's error text: `{"error": …}`, or — from `generate_stream` failing before its first
+    response — the same object inside a server-sent event."""
+    body = payload.strip()
+    if body.startswith(_SSE_PREFIX):
+        body = body[len(_SSE_PREFIX):].split(b"\n", 1)[0]
     try:
-        return str(orjson.loads(payload).get("error", payload.decode("utf-8", "replace")))
+        return str(orjson.loads(body).get("error", body.decode("utf-8", "replace")))
     except (orjson.JSONDecodeError, AttributeError):
         return payload.decode("utf-8", "replace")[:500] or "empty error response"
 

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from typing import Annotated, Any, Literal
 
-from .types import MAX_NEW_TOKENS, ModelId, Number, PromptText, StopString
+from pydantic import BaseModel, Field, StrictBool
+
+from .types import (Documented, MaxTokens, ModelId, PromptText, RequestModel, Seed, StopString, Temperature, TopK,
+                    TopP)
 
 MAX_BATCH = 64
 
 
-class ApiV1GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ApiV1GenerateRequest(RequestModel):
     prompt: PromptText = Field(description="The user's message.")
     model: ModelId | None = Field(None, description="A model id; the gateway's default model if omitted.")
-    max_tokens: StrictInt = Field(512, ge=1, le=MAX_NEW_TOKENS)
-    temperature: Number = Field(0.7, ge=0.0, le=2.0, description="0 means greedy decoding.")
-    top_p: Number = Field(0.9, gt=0.0, le=1.0)
-    top_k: StrictInt | None = Field(None, ge=1, le=1000)
+    max_tokens: MaxTokens = 512
+    temperature: Temperature = Field(0.7, description="0 means greedy decoding.")
+    top_p: TopP = 0.9
+    top_k: TopK | None = None
     stop: list[StopString] = Field(default_factory=list, max_length=16)
-    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
+    seed: Seed | None = None
     stream: StrictBool = Field(False, description="true answers like /api/v1/generate/stream.")
 
 
@@ -34,7 +35,7 @@ class ApiV1GenerateResponse(BaseModel):
     usage: Usage | None  # None: the model's interface does not count tokens
     latency: float = Field(description="Seconds the gateway spent on the request.")
     model: str
-    finish_reason: str
+    finish_reason: Literal["stop", "length"]
 
 
 class ItemError(BaseModel):
@@ -50,15 +51,20 @@ class BatchItem(BaseModel):
     usage: Usage | None = None
     latency: float | None = None
     model: str | None = None
-    finish_reason: str | None = None
+    finish_reason: Literal["stop", "length"] | None = None
     error: ItemError | None = None
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _batch_item_schema() -> dict[str, Any]:
+    schema = ApiV1GenerateRequest.model_json_schema()
+    schema["properties"]["stream"] = {"const": False, "default": False, "description": "Batch items cannot stream."}
+    return schema
 
-    # Items are validated one by one in the service, so one bad item fails alone.
-    requests: list[dict] = Field(min_length=1, max_length=MAX_BATCH)
+
+class BatchRequest(RequestModel):
+    # Items are validated one by one in the service, so one bad item fails alone; the document shows
+    # what each must be.
+    requests: list[Annotated[dict, Documented(_batch_item_schema())]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class BatchResponse(BaseModel):

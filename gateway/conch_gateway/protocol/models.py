@@ -44,6 +44,8 @@ class Health(BaseModel):
     model_loaded: bool
     memory_usage: str
     active_connections: int
+    error: str | None = None  # with error_type: TGI's ErrorResponse, present when unhealthy (503)
+    error_type: Literal["healthcheck"] | None = None
 
 
 class FullHealth(BaseModel):

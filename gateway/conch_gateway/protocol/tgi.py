@@ -4,41 +4,40 @@ one named by Conch's optional top-level `model` field."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 
-from .types import MAX_NEW_TOKENS, ModelId, Number, PromptText, StopString
+from .types import (NULL, Documented, MaxTokens, ModelId, Penalty, PromptText, RepetitionPenalty, RequestModel,
+                    Seed, StopString, TopK, TopP, integer, sampling_float)
+
+TGITemperature = sampling_float(gt=0.0, le=100.0)
 
 
-class TGIParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    max_new_tokens: StrictInt | None = Field(100, ge=1, le=MAX_NEW_TOKENS)
-    temperature: Number | None = Field(None, gt=0.0, le=100.0)
-    top_p: Number | None = Field(None, gt=0.0, le=1.0)
-    top_k: StrictInt | None = Field(None, ge=1, le=1000)
+class TGIParameters(RequestModel):
+    max_new_tokens: MaxTokens | None = 100
+    temperature: TGITemperature | None = None
+    top_p: TopP | None = None
+    top_k: TopK | None = None
     do_sample: StrictBool = False
-    seed: StrictInt | None = Field(None, ge=0, le=2**63 - 1)
+    seed: Seed | None = None
     stop: list[StopString] = Field(default_factory=list, max_length=16)
     return_full_text: StrictBool | None = False
     details: StrictBool = False
-    decoder_input_details: StrictBool = False
-    repetition_penalty: Number | None = Field(None, gt=0.0, le=10.0)
-    frequency_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
-    # Accepted by name so the refusal is explicit (services/tgi.py).
-    best_of: StrictInt | None = Field(None, ge=1)
-    top_n_tokens: StrictInt | None = Field(None, ge=0)
-    truncate: StrictInt | None = Field(None, ge=1)
-    typical_p: Number | None = Field(None, gt=0.0, le=1.0)
-    watermark: StrictBool = False
-    grammar: dict[str, Any] | None = None
-    adapter_id: StrictStr | None = None
+    decoder_input_details: Annotated[StrictBool, Documented({"const": False})] = False
+    repetition_penalty: RepetitionPenalty | None = None
+    frequency_penalty: Penalty | None = None
+    # Accepted by name so the refusal is explicit (services/tgi.py, 422 as TGI's validation errors); the
+    # document shows the values that are served.
+    best_of: Annotated[integer(ge=1) | None, Documented({"enum": [1, None]})] = None
+    top_n_tokens: Annotated[integer(ge=0) | None, Documented({"enum": [0, None]})] = None
+    truncate: Annotated[integer(ge=1) | None, Documented(NULL)] = None
+    typical_p: Annotated[TopP | None, Documented(NULL)] = None
+    watermark: Annotated[StrictBool, Documented({"const": False})] = False
+    grammar: Annotated[dict[str, Any] | None, Documented(NULL)] = None
+    adapter_id: Annotated[StrictStr | None, Documented(NULL)] = None
 
-
-class TGIRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TGIRequest(RequestModel):
     inputs: PromptText
     parameters: TGIParameters = Field(default_factory=TGIParameters)
     stream: StrictBool = False  # read by `/` and `/invocations` only

@@ -8,15 +8,21 @@ without touching them.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Protocol
+from typing import Iterable, Protocol, Sequence
 
 from conch_api import Model, Phase, Runtime, TensorInterface
+from conch_api.external import url_allowed
 
-from ..errors import model_not_found, model_not_ready, no_default_model, unsupported_task
+from ..errors import model_ambiguous, model_not_found, model_not_ready, no_default_model, redact, unsupported_task
 from ..prompts import PromptFormat
+from ..templating import Limits
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
+# Model names that clients send when they have no name to give: huggingface_hub's
+# InferenceClient(base_url=…) sends "dummy", TGI's own examples "tgi", the /api/v1 API's "default".
+# They mean the default model — never a model that happens to have such a name.
+PLACEHOLDER_IDS = frozenset({"default", "dummy", "tgi"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,9 @@ class ServedModel:
     namespace: str | None = None
     supports: tuple[str, ...] = ("completion", "instruct", "chat")
     runtime: str = "external"  # tensorrt-llm, llama-cpp or external
+    aliases: tuple[str, ...] = ()  # other ids this model answers to (spec.aliases)
+    context_tokens: int | None = None  # prompt + generated tokens the model holds (spec.engine.maxSeqLen)
+    replicas: int = 1  # ready Triton replicas behind the endpoint (admission control scales with them)
 
     @property
     def healthy(self) -> bool:
@@ -56,7 +65,8 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
     else:
         cond = status.condition("Ready")
         health = (status.phase or Phase.PENDING).value.lower()
-        reason = (cond.message or cond.reason) if cond else "the operator has not reported status yet"
+        # Clients see it (MODEL_NOT_READY): no internal addresses, no build-log tails.
+        reason = redact((cond.message or cond.reason) if cond else "the operator has not reported status yet")
     family = spec.promptFamily.value if spec.promptFamily else None
     return ServedModel(
         id=model_id or model.metadata.name,
@@ -72,37 +82,107 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
         namespace=model.metadata.namespace,
         supports=("completion", "instruct", "chat") if TensorInterface(interface).generates_text else ("embeddings",),
         runtime=spec.runtime.value,
+        aliases=tuple(spec.aliases or ()),
+        context_tokens=spec.engine.maxSeqLen if spec.runtime != Runtime.EXTERNAL else None,
+        replicas=max(1, status.readyReplicas),
     )
+
+
+def refuse_disallowed_url(model: ServedModel, allowlist: Sequence[str]) -> ServedModel:
+    """An `external` Model whose URL the admin's allowlist does not cover stays known but is never
+    routed to (conch_api.external)."""
+    if model.runtime != Runtime.EXTERNAL.value:
+        return model
+    urls = [u for u in (model.endpoint, model.grpc_address) if u]
+    if all(url_allowed(u, allowlist) for u in urls):
+        return model
+    return replace(model, routable=False, health="refused",
+                   reason="its external URL is not allowed by this gateway (CONCH_EXTERNAL_URL_ALLOWLIST)")
 
 
 class ModelRegistry:
     """The current routing table. Sources write; request handlers read (no I/O, no locks:
     updates swap whole entries on the event loop)."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_model: str | None = None, *, external_allowlist: Sequence[str] = (),
+                 template_limits: Limits | None = None) -> None:
         self._models: dict[str, ServedModel] = {}
+        self._aliases: dict[str, str] = {}
+        self._default = default_model  # for requests without a model, or with a placeholder name
+        self._allowlist = tuple(external_allowlist)
+        self._template_limits = template_limits
+        # A Model name held in several namespaces: its entries are `namespace/name`, and the bare
+        # name is refused as ambiguous (409) — never "the oldest wins".
+        self._ambiguous: dict[str, tuple[str, ...]] = {}
 
-    def replace_all(self, models: Iterable[ServedModel]) -> None:
-        self._models = {m.id: m for m in models}
+    def replace_all(self, models: Iterable[ServedModel], ambiguous: dict[str, tuple[str, ...]] | None = None) -> None:
+        self._models = {m.id: m for m in (self._admit(m) for m in models)}
+        self._ambiguous = dict(ambiguous or {})
+        self._index_aliases()
+
+    def publish(self, name: str, entries: list[ServedModel]) -> None:
+        """The entries of every Model called `name`: one (id = name), several (ids namespace/name,
+        the bare name ambiguous), or none."""
+        for model_id in [name, *self._ambiguous.pop(name, ())]:
+            self._models.pop(model_id, None)
+        for entry in entries:
+            self._models[entry.id] = self._admit(entry)
+        if len(entries) > 1:
+            self._ambiguous[name] = tuple(sorted(e.id for e in entries))
+        self._index_aliases()
+
+    def _admit(self, model: ServedModel) -> ServedModel:
+        """What the gateway's own settings add to an entry: the URL allowlist, the template limits."""
+        model = refuse_disallowed_url(model, self._allowlist)
+        if self._template_limits is not None and model.prompt.limits != self._template_limits:
+            model = replace(model, prompt=replace(model.prompt, limits=self._template_limits))
+        return model
 
     def upsert(self, model: ServedModel) -> None:
+        model = self._admit(model)
+        before = self._models.get(model.id)
         self._models[model.id] = model
+        if model.aliases or (before and before.aliases):
+            self._index_aliases()
 
     def remove(self, model_id: str) -> None:
-        self._models.pop(model_id, None)
+        gone = self._models.pop(model_id, None)
+        if gone and gone.aliases:
+            self._index_aliases()
 
     def get(self, model_id: str) -> ServedModel | None:
-        return self._models.get(model_id)
+        found = self._models.get(model_id) or self._models.get(self._aliases.get(model_id, ""))
+        if found is None and "/" in model_id:  # namespace/name of a Model whose name is unique
+            namespace, _, name = model_id.rpartition("/")
+            candidate = self._models.get(name)
+            if candidate is not None and candidate.namespace == namespace:
+                return candidate
+        return found
+
+    def _index_aliases(self) -> None:
+        # Sorted so that two Models claiming one alias resolve the same way on every replica.
+        aliases: dict[str, str] = {}
+        for model in sorted(self._models.values(), key=lambda m: m.id):
+            for alias in model.aliases:
+                if alias not in self._models:
+                    aliases.setdefault(alias, model.id)
+        self._aliases = aliases
 
     def all(self) -> list[ServedModel]:
         return sorted(self._models.values(), key=lambda m: m.id)
 
-    def resolve(self, model_id: str, param: str = "model_id", *, embeddings: bool = False) -> ServedModel:
+    def resolve(self, model_id: str, param: str = "model_id", *, embeddings: bool = False,
+                missing_status: int = 400) -> ServedModel:
         """The model to send a request to, or the error the client should get. `embeddings` says
-        whether the route wants an embedding model or a text-generation one."""
-        model = self._models.get(model_id)
+        whether the route wants an embedding model or a text-generation one; `missing_status` is
+        the status of an unknown model (seed 000 says 400; the OpenAI API answers 404)."""
+        model = self.get(model_id)
+        if model is None and model_id in PLACEHOLDER_IDS:
+            model = self.get(self._default_id(None, param))
+        if model is None and model_id in self._ambiguous:
+            raise model_ambiguous(model_id, list(self._ambiguous[model_id]))
         if model is None:
-            raise model_not_found(model_id, param=param)
+            raise model_not_found(model_id, param=param, status=missing_status)
         if model.interface.generates_text == embeddings:
             raise unsupported_task(model_id, "embeddings" if embeddings else "text generation",
                                    ", ".join(model.supports), param=param)
@@ -110,17 +190,23 @@ class ModelRegistry:
             raise model_not_ready(model_id, model.reason or model.health)
         return model
 
+    def resolve_default(self, model_id: str | None, configured: str | None, param: str = "model", *,
+                        embeddings: bool = False) -> ServedModel:
+        """For APIs without a model field (TGI, TEI, /api/v1): the model asked for, else the
+        configured default, else the only model of the kind the route wants."""
+        if model_id is None and embeddings:
+            model_id = self._only(embeddings=True, param=param)
+        return self.resolve(model_id or self._default_id(configured, param), param=param, embeddings=embeddings)
 
-    def resolve_default(self, model_id: str | None, configured: str | None, param: str = "model") -> ServedModel:
-        """For APIs without a model field (TGI, /api/v1): the model asked for, else the configured
-        default, else the only text-generation model there is."""
-        chosen = model_id or configured
-        if chosen is None:
-            generators = [m.id for m in self._models.values() if m.interface.generates_text]
-            if len(generators) != 1:
-                raise no_default_model(generators, param=param)
-            chosen = generators[0]
-        return self.resolve(chosen, param=param)
+    def _default_id(self, configured: str | None, param: str) -> str:
+        chosen = configured or self._default
+        return chosen if chosen is not None else self._only(embeddings=False, param=param)
+
+    def _only(self, *, embeddings: bool, param: str) -> str:
+        candidates = [m.id for m in self._models.values() if m.interface.generates_text != embeddings]
+        if len(candidates) != 1:
+            raise no_default_model(candidates, param=param)
+        return candidates[0]
 
 
 class ModelSource(Protocol):

@@ -22,8 +22,9 @@ log = logging.getLogger("conch.gateway.registry")
 
 
 class ModelTable:
-    """Models by (namespace, name) → routing entries by model id (the Model's name). If two
-    namespaces hold a Model of the same name, the older one is served and a warning logged."""
+    """Models by (namespace, name) → routing entries. A name held in one namespace is served as
+    `name` (and `namespace/name`); a name held in several is served only as `namespace/name`
+    each, and the bare name is refused as ambiguous, with a warning in the log."""
 
     def __init__(self, registry: ModelRegistry):
         self._registry = registry
@@ -35,35 +36,34 @@ class ModelTable:
             model = _parse(item)
             if model is not None:
                 self._models[_key(model)] = model
-        self._registry.replace_all(self._entry(name) for name in {name for _, name in self._models})
+        entries, ambiguous = [], {}
+        for name in sorted({name for _, name in self._models}):
+            named = self._entries(name)
+            entries += named
+            if len(named) > 1:
+                ambiguous[name] = tuple(e.id for e in named)
+        self._registry.replace_all(entries, ambiguous)
 
     def upsert(self, item: dict[str, Any]) -> None:
         model = _parse(item)
         if model is not None:
             self._models[_key(model)] = model
-            self._refresh(model.metadata.name)
+            self._registry.publish(model.metadata.name, self._entries(model.metadata.name))
 
     def delete(self, item: dict[str, Any]) -> None:
         meta = item.get("metadata", {})
         self._models.pop((meta.get("namespace", ""), meta.get("name", "")), None)
-        self._refresh(meta.get("name", ""))
+        self._registry.publish(meta.get("name", ""), self._entries(meta.get("name", "")))
 
-    def _refresh(self, name: str) -> None:
-        entry = self._entry(name)
-        if entry is None:
-            self._registry.remove(name)
-        else:
-            self._registry.upsert(entry)
-
-    def _entry(self, name: str) -> ServedModel | None:
+    def _entries(self, name: str) -> list[ServedModel]:
         candidates = sorted((m for (_, n), m in self._models.items() if n == name),
-                            key=lambda m: (m.metadata.creationTimestamp or "", m.metadata.namespace or ""))
-        if not candidates:
-            return None
-        if len(candidates) > 1:
-            log.warning("Models named %r exist in namespaces %s; serving the one in %r", name,
-                        [m.metadata.namespace for m in candidates], candidates[0].metadata.namespace)
-        return served_model(candidates[0])
+                            key=lambda m: m.metadata.namespace or "")
+        if len(candidates) <= 1:
+            return [served_model(m) for m in candidates]
+        qualified = [f"{m.metadata.namespace}/{name}" for m in candidates]
+        log.warning("Models named %r exist in namespaces %s: serving them as %s; the bare name is refused as "
+                    "ambiguous", name, [m.metadata.namespace for m in candidates], ", ".join(qualified))
+        return [served_model(m, model_id=q) for m, q in zip(candidates, qualified)]
 
 
 class KubernetesModelSource:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from ..auth.caller import usable
 from ..dependencies import services
 from ..protocol.api_v1 import ApiV1GenerateRequest, ApiV1GenerateResponse, ApiV1ModelList, BatchRequest, BatchResponse
 from ..responses import typed_json
@@ -37,4 +38,7 @@ async def batch_generate(body: BatchRequest, request: Request) -> Response:
 
 @router.get("/models", response_model=ApiV1ModelList, summary="Models, in the /api/v1 shape")
 async def models(request: Request) -> Response:
-    return typed_json(services(request).api_v1.models())
+    answer = services(request).api_v1.models()
+    allowed = {m.id for m in await usable(services(request).registry.all())}
+    answer.models = [m for m in answer.models if m.name in allowed]  # only what the caller may use
+    return typed_json(answer)

@@ -17,6 +17,7 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health, summary="Health from the routing table (503 when no model is healthy)")
 @router.get("/ping", response_model=Health, summary="Same as /health (TGI, SageMaker)")
 @router.get("/", response_model=Health, summary="Same as /health (TGI)")
+@router.get("/api/v1/health", response_model=Health, summary="Same as /health (the /api/v1 API)")
 async def health(request: Request):
     state = services(request)
     models = state.registry.all()
@@ -29,8 +30,11 @@ async def health(request: Request):
         model_loaded=healthy > 0,
         memory_usage=_memory_usage(),
         active_connections=state.metrics.active_count,
+        # TGI's ErrorResponse, for its clients, when nothing can serve
+        error=None if healthy else "unhealthy: no model is ready",
+        error_type=None if healthy else "healthcheck",
     )
-    return JSONBytes(body.model_dump(), status_code=200 if healthy else 503)
+    return JSONBytes(body.model_dump(exclude_none=True), status_code=200 if healthy else 503)
 
 
 @router.get("/health/full", response_model=FullHealth, summary="Probes every model's Triton readiness now")

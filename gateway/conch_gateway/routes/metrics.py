@@ -12,5 +12,6 @@ router = APIRouter(tags=["ops"])
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/api/v1/metrics", summary="Same as /metrics (the /api/v1 API)", response_class=Response)
 async def metrics(request: Request) -> Response:
     return Response(generate_latest(services(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -28,13 +28,13 @@ async def generate_stream(body: TGIRequest, request: Request) -> Response:
     return event_stream(await services(request).tgi.stream(body))
 
 
-@router.post("/", response_model=TGIResponse, responses=_STREAM_DOC,
-             summary="TGI's compat route: generate, or stream when stream is true")
+@router.post("/", response_model=list[TGIResponse], responses=_STREAM_DOC,
+             summary="TGI's compat route: [generation] (a list, as TGI answers), or a stream when stream is true")
 async def compat_generate(body: TGIRequest, request: Request) -> Response:
     return await _dispatch(body, request)
 
 
-@router.post("/invocations", response_model=TGIResponse, responses=_STREAM_DOC,
+@router.post("/invocations", response_model=list[TGIResponse], responses=_STREAM_DOC,
              summary="SageMaker-compatible route, same as POST /")
 async def invocations(body: TGIRequest, request: Request) -> Response:
     return await _dispatch(body, request)
@@ -54,7 +54,10 @@ async def openapi(request: Request) -> JSONBytes:
 
 
 async def _dispatch(body: TGIRequest, request: Request) -> Response:
+    """TGI's `/` and `/invocations` answer a JSON list ("to match api-inference"), which its
+    client reads as `payload[0]`; `/generate` answers the object itself."""
     service = services(request).tgi
     if body.stream:
         return event_stream(await service.stream(body))
-    return typed_json(await service.generate(body))
+    answer = await service.generate(body)
+    return Response(b"[" + answer.model_dump_json().encode() + b"]", media_type="application/json")

@@ -30,9 +30,11 @@ from .generation import GenerationService
 _FORMATS = {"llama-cpp": "gguf", "tensorrt-llm": "tensorrt-llm"}
 
 
-def generation_request(request: ApiV1GenerateRequest, model: ServedModel) -> GenerationRequest:
+def generation_request(request: ApiV1GenerateRequest, model: ServedModel, prompt: str | None = None) -> GenerationRequest:
+    """`prompt` is the user's turn rendered with the model's chat template (the service renders it
+    off the event loop); rendered here when not given."""
     return GenerationRequest.decoding(
-        model.prompt.render([{"role": "user", "content": request.prompt}]),
+        prompt if prompt is not None else model.prompt.render([{"role": "user", "content": request.prompt}]),
         request.max_tokens,
         greedy=request.temperature == 0,
         temperature=request.temperature,
@@ -57,20 +59,21 @@ class ApiV1Service:
         self._generation = generation
         self._default_model = default_model
 
-    def _prepare(self, request: ApiV1GenerateRequest) -> tuple[ServedModel, GenerationRequest]:
+    async def _prepare(self, request: ApiV1GenerateRequest) -> tuple[ServedModel, GenerationRequest]:
         model = self._registry.resolve_default(request.model, self._default_model)
-        return model, generation_request(request, model)
+        prompt = await model.prompt.render_async([{"role": "user", "content": request.prompt}])
+        return model, generation_request(request, model, prompt)
 
     async def generate(self, request: ApiV1GenerateRequest) -> ApiV1GenerateResponse:
         started = time.perf_counter()
-        model, generation = self._prepare(request)
+        model, generation = await self._prepare(request)
         result: GenerationResult = await self._generation.complete(model, generation)
         return ApiV1GenerateResponse(text=result.text, usage=usage(result.input_tokens, result.output_tokens),
                                       latency=round(time.perf_counter() - started, 4), model=model.id,
                                       finish_reason=result.finish_reason)
 
     async def stream(self, request: ApiV1GenerateRequest) -> AsyncIterator[str]:
-        model, generation = self._prepare(request)
+        model, generation = await self._prepare(request)
         deltas = await self._generation.stream(model, generation)
         return relay(deltas, _token_events, _error_event)
 

@@ -7,23 +7,50 @@ are merged as tokens arrive, each delta tagged with its choice index.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Awaitable, Sequence
+from typing import AsyncIterator, Awaitable, Coroutine, Sequence, TypeVar
 
 from ..backends.base import StreamDelta
 
 _DONE = object()
+T = TypeVar("T")
 
 
-async def open_all(openers: Sequence[Awaitable[AsyncIterator[StreamDelta]]]) -> list[AsyncIterator[StreamDelta]]:
-    """Opens every stream; if one fails, closes those that opened and raises its error."""
-    results = await asyncio.gather(*openers, return_exceptions=True)
-    failure = next((r for r in results if isinstance(r, BaseException)), None)
-    if failure is not None:
-        for result in results:
-            if not isinstance(result, BaseException):
-                await result.aclose()
-        raise failure
-    return list(results)
+async def all_or_nothing(calls: Sequence[Coroutine[object, object, T]]) -> list[T]:
+    """Every call's result, in order; the first failure cancels the calls still running (which
+    cancels their requests in Triton) and is raised as itself, not as an exception group."""
+    if len(calls) == 1:
+        return [await calls[0]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as failures:
+        raise _first(failures) from None
+    return [task.result() for task in tasks]
+
+
+async def open_all(openers: Sequence[Coroutine[object, object, AsyncIterator[StreamDelta]]]) -> list[AsyncIterator[StreamDelta]]:
+    """Opens every stream (each waits for its first token); if one fails, the others still opening
+    are cancelled, those already open are closed, and its error is raised."""
+    if len(openers) == 1:
+        return [await openers[0]]
+    opened: list[AsyncIterator[StreamDelta]] = []
+
+    async def open_one(opener: Awaitable[AsyncIterator[StreamDelta]]) -> AsyncIterator[StreamDelta]:
+        stream = await opener
+        opened.append(stream)
+        return stream
+
+    try:
+        return await all_or_nothing([open_one(o) for o in openers])
+    except BaseException:
+        for stream in opened:
+            await stream.aclose()
+        raise
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    error = group.exceptions[0]
+    return _first(error) if isinstance(error, BaseExceptionGroup) else error
 
 
 async def merge(streams: Sequence[AsyncIterator[StreamDelta]]) -> AsyncIterator[tuple[int, StreamDelta]]:

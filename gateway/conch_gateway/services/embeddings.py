@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import errors
+from ..auth.caller import authorize
 from ..backends.base import BackendFailed, BackendTimeout, BackendUnavailable
 from ..backends.triton import TritonClient
 from ..registry.base import ServedModel
+from ..limits import usage
 from .generation import TimeLimit, classify_failure
 
 MAX_INPUTS = 2048  # OpenAI's limit per request
@@ -24,6 +26,7 @@ class EmbeddingService:
         """The vectors, one row per text, and the tokens read."""
         if len(texts) > MAX_INPUTS:
             raise errors.invalid_request(f"at most {MAX_INPUTS} inputs per request, got {len(texts)}", param="input")
+        await authorize(model)
         inputs = [{"name": "text_input", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]
         try:
             timeout = max(self._base_timeout, len(texts) * SECONDS_PER_TEXT)
@@ -38,4 +41,6 @@ class EmbeddingService:
         if embedding is None or len(embedding.get("shape", ())) != 2 or embedding["shape"][0] != len(texts):
             raise errors.triton_server_error(model.id, "the model's answer has no embedding per input")
         vectors = np.asarray(embedding["data"], dtype=np.float32).reshape(embedding["shape"])
-        return vectors, int(sum(tokens["data"])) if tokens else 0
+        read = int(sum(tokens["data"])) if tokens else 0
+        usage.charge(read)
+        return vectors, read

@@ -40,20 +40,21 @@ class GenerateService:
         self._registry = registry
         self._generation = generation
 
-    def _prepare(self, request: GenerateRequest) -> tuple[ServedModel, GenerationRequest]:
+    async def _prepare(self, request: GenerateRequest) -> tuple[ServedModel, GenerationRequest]:
         model = self._registry.resolve(request.model_id)
-        prompt = render_prompt(model, request.scenario, request.inputs)
+        prompt = await model.prompt.render_async(scenario_messages(request.scenario, request.inputs))
         return model, to_generation_request(request.parameters, prompt, model)
 
     async def generate(self, request: GenerateRequest) -> GenerateResponse:
-        model, generation = self._prepare(request)
+        model, generation = await self._prepare(request)
         result = await self._generation.complete(model, generation)
-        return GenerateResponse(generated_text=result.text, model=model.name, tokens=result.output_tokens)
+        return GenerateResponse(generated_text=result.text, model=model.name, tokens=result.output_tokens,
+                                finish_reason=result.finish_reason)
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[str]:
         """SSE events `{"token", "finished": false}`; the last has `finished: true` and the whole
         answer (`generated_text`, `model`, `tokens`), an error ends the stream with the error envelope."""
-        model, generation = self._prepare(request)
+        model, generation = await self._prepare(request)
         deltas = await self._generation.stream(model, generation)
         text: list[str] = []
 

@@ -5,11 +5,15 @@ one streaming core under every streaming dialect (OpenAI, TGI, generate, /api/v1
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from .. import errors
+from ..auth.caller import authorize
+from ..limits import usage
+from ..limits.admission import Admission
 from ..backends.base import (
     BackendFailed,
     BackendTimeout,
@@ -26,38 +30,63 @@ from ..registry.base import ServedModel
 
 @dataclass(frozen=True)
 class TimeLimit:
-    """`base_s` for ordinary requests, longer when many tokens are asked for."""
+    """`base_s` for ordinary requests, longer when many tokens are asked for; once a stream has
+    started, at most `idle_s` between two of its responses (a hung server, not a slow one)."""
 
     base_s: float = 60.0
     per_token_s: float = 0.5
+    idle_s: float = 30.0
 
     def for_tokens(self, max_tokens: int) -> float:
         return max(self.base_s, max_tokens * self.per_token_s)
 
 
+log = logging.getLogger("conch.gateway")
+
+
 class GenerationService:
-    def __init__(self, triton: TritonClient, time_limit: TimeLimit, metrics: Metrics, *, stream_over_grpc: bool = False):
+    """Every call first checks that the request's caller may use the model (auth.caller) and takes
+    one of the model's in-flight slots (limits.admission), held until the answer or stream ends;
+    the tokens counted go to the caller's token quota (limits.usage)."""
+
+    def __init__(self, triton: TritonClient, time_limit: TimeLimit, metrics: Metrics, *, stream_over_grpc: bool = False,
+                 admission: Admission | None = None):
         self._triton = triton
         self._time_limit = time_limit
         self._metrics = metrics
         self._stream_over_grpc = stream_over_grpc
+        self._admission = admission
+
+    async def _admit(self, model: ServedModel) -> Callable[[], None]:
+        await authorize(model)
+        if self._admission is None:
+            return _nothing
+        return await self._admission.acquire(model)
 
     async def complete(self, model: ServedModel, request: GenerationRequest) -> GenerationResult:
         codec = CODECS[model.interface.value]
-        body = codec.request_body(request, stream=False)
         timeout = self._time_limit.for_tokens(request.max_tokens)
+        release = await self._admit(model)
         try:
-            payload = await self._triton.generate(model.endpoint, model.triton_model, body, timeout)
-        except (BackendUnavailable, BackendTimeout, BackendFailed) as exc:
+            async with asyncio.timeout(timeout):
+                payload = await self._one_answer(model, codec, request)
+        except TimeoutError:
+            raise self._failure(model, BackendTimeout(timeout)) from None
+        except (BackendUnavailable, BackendFailed) as exc:
             raise self._failure(model, exc) from exc
+        finally:
+            release()
         text, stopped = cut_at_stop(codec.text(payload), request.stop)
         output_tokens, reported = codec.output_tokens(payload), codec.finish_reason(payload)
         if output_tokens is None and reported is None:
             raise errors.triton_server_error(model.id, "the model reported neither its token count nor why it finished")
         self._count_tokens(model, output_tokens)
-        finish = "stop" if stopped else reported or _finish_by_count(output_tokens, request.max_tokens)
+        input_tokens = codec.input_tokens(payload)
+        usage.charge((input_tokens or 0) + (output_tokens or 0))
+        finish = "stop" if stopped else reported or _finish_by_count(output_tokens, input_tokens, request.max_tokens,
+                                                                       model.context_tokens)
         return GenerationResult(text=text, output_tokens=output_tokens,
-                                input_tokens=codec.input_tokens(payload), finish_reason=finish, stop_sequence=stopped)
+                                input_tokens=input_tokens, finish_reason=finish, stop_sequence=stopped)
 
     async def stream(self, model: ServedModel, request: GenerationRequest) -> AsyncIterator[StreamDelta]:
         """The generated text as it comes, in deltas; the last one carries `finish_reason`.
@@ -81,17 +110,23 @@ class GenerationService:
         events = self._events(model, codec, request)
         new_text = codec.text_deltas()  # one reader per stream: llmapi sends all text so far each time
         output_tokens, input_tokens, reported = None, None, None
+        loop = asyncio.get_running_loop()
+        wait_until = deadline  # for the first response; later ones also within idle_s of the last
+        release = await self._admit(model)
         try:
             while True:
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(wait_until):
                         payload = await anext(events)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
+                    if loop.time() < deadline:
+                        raise self._failure(model, BackendTimeout(self._time_limit.idle_s, idle=True)) from None
                     raise self._failure(model, BackendTimeout(seconds)) from None
                 except (BackendUnavailable, BackendFailed) as exc:
                     raise self._failure(model, exc) from exc
+                wait_until = min(deadline, loop.time() + self._time_limit.idle_s)
                 tokens = codec.output_tokens(payload)
                 if tokens is not None:
                     output_tokens = (output_tokens or 0) + tokens
@@ -107,12 +142,30 @@ class GenerationService:
                     yield StreamDelta(text, tokens or 0, output_tokens, input_tokens)
         finally:
             await events.aclose()
+            release()
+            usage.charge((input_tokens or 0) + (output_tokens or 0))
         self._count_tokens(model, output_tokens)
-        finish = reported or _finish_by_count(output_tokens, request.max_tokens)
+        finish = reported or _finish_by_count(output_tokens, input_tokens, request.max_tokens, model.context_tokens)
         yield StreamDelta(stops.flush(), 0, output_tokens, input_tokens, finish)
 
-    def _events(self, model: ServedModel, codec: Codec, request: GenerationRequest):
-        body = codec.request_body(request, stream=True)
+    async def _one_answer(self, model: ServedModel, codec: Codec, request: GenerationRequest) -> dict:
+        """The model's one response to a non-streaming request. It is read from the stream
+        transport all the same (a text model is decoupled; with `stream` false it answers once):
+        closing that stream is what cancels a request inside Triton, while a one-shot HTTP
+        `generate` runs on to max_tokens after its client (or our time limit) gave up."""
+        events = self._events(model, codec, request, stream=False)
+        answer = None
+        try:
+            async for payload in events:
+                answer = payload if answer is None else {**answer, **payload}
+        finally:
+            await events.aclose()
+        if answer is None:
+            raise BackendFailed(500, "the model sent no response")
+        return answer
+
+    def _events(self, model: ServedModel, codec: Codec, request: GenerationRequest, *, stream: bool = True):
+        body = codec.request_body(request, stream=stream)
         if self._stream_over_grpc and model.grpc_address:
             return self._triton.stream_grpc(model.grpc_address, model.triton_model, body, DATATYPES,
                                             batched=codec.names.batched)
@@ -123,20 +176,33 @@ class GenerationService:
             self._metrics.tokens_generated(model.id, output_tokens)
 
     def _failure(self, model: ServedModel, exc: BackendFailed | BackendUnavailable | BackendTimeout) -> errors.ConchError:
+        log.warning("backend of %s failed: %s", model.id, exc)  # in full here; redacted for the client
         if isinstance(exc, BackendUnavailable):
-            error = errors.downstream_failed(model.id, str(exc))
+            error = errors.downstream_failed(model.id, errors.redact(str(exc)))
         elif isinstance(exc, BackendTimeout):
-            error = errors.inference_timeout(model.id, exc.seconds)
+            error = (errors.stream_stalled(model.id, exc.seconds) if exc.idle
+                     else errors.inference_timeout(model.id, exc.seconds))
         else:
             error = classify_failure(model.id, exc)
         self._metrics.backend_error(model.id, error.code)
         return error
 
 
-def _finish_by_count(output_tokens: int | None, max_tokens: int) -> str:
-    """For interfaces that do not say why they finished (the ensemble): all tokens used up means
-    the limit cut the text."""
-    return "length" if output_tokens is not None and output_tokens >= max_tokens else "stop"
+def _nothing() -> None:
+    pass
+
+
+def _finish_by_count(output_tokens: int | None, input_tokens: int | None, max_tokens: int,
+                     context_tokens: int | None) -> str:
+    """For interfaces that do not say why they finished (the ensemble): the text was cut ("length")
+    when it used up max_tokens, or when prompt and text filled the model's context — a model that
+    ran out of room did not choose to stop."""
+    if output_tokens is None:
+        return "stop"
+    if output_tokens >= max_tokens:
+        return "length"
+    filled = context_tokens is not None and input_tokens is not None and input_tokens + output_tokens >= context_tokens
+    return "length" if filled else "stop"
 
 
 async def _starting_with(first: StreamDelta, rest: AsyncIterator[StreamDelta]) -> AsyncIterator[StreamDelta]:
@@ -179,15 +245,23 @@ class StopFilter:
 # Triton answers 400 for every error a model reports through the generate endpoint, whatever
 # its cause, so the message is all there is to tell a too-long prompt from a broken server.
 _CONTEXT_EXCEEDED = re.compile(r"context window|exceeds? (the )?max(imum)?[ _]input[ _]len|prompt length", re.I)
-_MODEL_UNAVAILABLE = re.compile(r"unknown model|is not found|is not ready|not loaded", re.I)
+_MODEL_UNAVAILABLE = re.compile(r"unknown model|is not found|is not ready|not loaded|worker stopped|must be reloaded", re.I)
+# A runtime refusing a value it was sent ("top_p must be in (0, 1]", "beam search is not
+# supported"): the request's fault, so a 400 — unless the runtime itself failed while generating.
+_REFUSED_INPUT = re.compile(r"\bmust be (?:in\b|between|positive|non-negative|at (?:least|most)|greater|less|one of|[<>=])"
+                            r"|\bnot supported\b|\bunsupported\b|\binvalid\b", re.I)
+_RUNTIME_FAILED = re.compile(r"^generation failed\b", re.I)
 
 
 def classify_failure(model_id: str, exc: BackendFailed) -> errors.ConchError:
+    shown = errors.redact(exc.message)  # a backend's text can name internal hosts: never pass them on
     if exc.status == 503 or _MODEL_UNAVAILABLE.search(exc.message):
-        return errors.downstream_failed(model_id, exc.message)
+        return errors.downstream_failed(model_id, shown)
     if _CONTEXT_EXCEEDED.search(exc.message):
-        return errors.context_length_exceeded(model_id, exc.message)
-    return errors.triton_server_error(model_id, exc.message)
+        return errors.context_length_exceeded(model_id, shown)
+    if exc.status == 400 and _REFUSED_INPUT.search(exc.message) and not _RUNTIME_FAILED.search(exc.message):
+        return errors.refused_by_model(model_id, shown)
+    return errors.triton_server_error(model_id, shown)
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

@@ -7,7 +7,6 @@ deltas, a last chunk per choice with `finish_reason`, an optional usage chunk
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
 import uuid
@@ -21,7 +20,7 @@ from ..backends.base import GenerationRequest, GenerationResult, StreamDelta
 from ..protocol import openai as api
 from ..registry.base import ModelRegistry, ServedModel
 from ..sse import relay
-from .choices import merge, open_all
+from .choices import all_or_nothing, merge, open_all
 from .embeddings import EmbeddingService
 from .generation import GenerationService
 
@@ -112,16 +111,16 @@ class OpenAIService:
         self._generation = generation
         self._embeddings = embeddings
 
-    def _chat_requests(self, request: api.ChatCompletionRequest) -> tuple[ServedModel, list[GenerationRequest]]:
+    async def _chat_requests(self, request: api.ChatCompletionRequest) -> tuple[ServedModel, list[GenerationRequest]]:
         check_chat(request)
-        model = self._registry.resolve(request.model, param="model")
-        prompt = model.prompt.render(chat_messages(request))
+        model = self._registry.resolve(request.model, param="model", missing_status=404)
+        prompt = await model.prompt.render_async(chat_messages(request))
         max_tokens = request.max_completion_tokens or request.max_tokens
         return model, [generation_request(request, prompt, model, max_tokens, i) for i in range(request.n)]
 
     async def chat(self, request: api.ChatCompletionRequest) -> api.ChatCompletion:
-        model, requests = self._chat_requests(request)
-        results = await asyncio.gather(*(self._generation.complete(model, r) for r in requests))
+        model, requests = await self._chat_requests(request)
+        results = await all_or_nothing([self._generation.complete(model, r) for r in requests])
         return api.ChatCompletion(
             id=_id("chatcmpl"), created=int(time.time()), model=request.model,
             choices=[api.ChatChoice(index=i, message=api.AssistantMessage(content=r.text), finish_reason=r.finish_reason)
@@ -130,7 +129,7 @@ class OpenAIService:
         )
 
     async def chat_stream(self, request: api.ChatCompletionRequest) -> AsyncIterator[str]:
-        model, requests = self._chat_requests(request)
+        model, requests = await self._chat_requests(request)
         streams = await open_all([self._generation.stream(model, r) for r in requests])
         chunk = ChunkWriter("chat.completion.chunk", _id("chatcmpl"), request.model, request.stream_options,
                             request.n)
@@ -140,7 +139,7 @@ class OpenAIService:
 
     def _completion_requests(self, request: api.CompletionRequest) -> tuple[ServedModel, list[str], list[GenerationRequest]]:
         check_completion(request)
-        model = self._registry.resolve(request.model, param="model")
+        model = self._registry.resolve(request.model, param="model", missing_status=404)
         prompts = [request.prompt] if isinstance(request.prompt, str) else list(request.prompt)
         if len(prompts) * request.n > 64:
             raise errors.invalid_request("at most 64 completions per request (prompts × n)", param="n")
@@ -150,7 +149,7 @@ class OpenAIService:
 
     async def complete(self, request: api.CompletionRequest) -> api.Completion:
         model, prompts, requests = self._completion_requests(request)
-        results = await asyncio.gather(*(self._generation.complete(model, r) for r in requests))
+        results = await all_or_nothing([self._generation.complete(model, r) for r in requests])
         echo = lambda i: prompts[i // request.n] if request.echo else ""  # noqa: E731
         return api.Completion(
             id=_id("cmpl"), created=int(time.time()), model=request.model,
@@ -175,7 +174,7 @@ class OpenAIService:
                                                "(token-id input is not supported)")
         if any(not t for t in texts):
             raise errors.invalid_request("input strings must not be empty", param="input")
-        model = self._registry.resolve(request.model, param="model", embeddings=True)
+        model = self._registry.resolve(request.model, param="model", embeddings=True, missing_status=404)
         vectors, tokens = await self._embeddings.embed(model, texts)
         if request.dimensions is not None and request.dimensions != vectors.shape[1]:
             raise errors.unsupported_parameter("dimensions", f"model '{model.id}' returns {vectors.shape[1]} "

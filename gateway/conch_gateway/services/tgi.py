@@ -8,7 +8,7 @@ the details. Triton's text interfaces carry no token ids or log-probabilities, s
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, TypeVar
 
 import orjson
 
@@ -18,6 +18,8 @@ from ..protocol.tgi import TGIDetails, TGIParameters, TGIRequest, TGIResponse
 from ..registry.base import ModelRegistry, ServedModel
 from ..sse import relay
 from .generation import GenerationService
+
+T = TypeVar("T")
 
 _UNSUPPORTED = (
     ("best_of", lambda p: p.best_of not in (None, 1), "best_of > 1 is not supported"),
@@ -80,7 +82,7 @@ class TGIService:
 
     async def generate(self, request: TGIRequest) -> TGIResponse:
         model, generation = self._prepare(request)
-        result = await self._generation.complete(model, generation)
+        result = await _as_tgi(self._generation.complete(model, generation))
         prefix = request.inputs if request.parameters.return_full_text else ""
         details = None
         if request.parameters.details:
@@ -90,27 +92,47 @@ class TGIService:
 
     async def stream(self, request: TGIRequest) -> AsyncIterator[str]:
         model, generation = self._prepare(request)
-        deltas = await self._generation.stream(model, generation)
+        deltas = await _as_tgi(self._generation.stream(model, generation))
         return relay(deltas, TokenEvents(request).encode, _error_event)
 
 
+async def _as_tgi(call: Awaitable[T]) -> T:
+    """TGI answers a failed generation 424 (error_type "generation"), not 500."""
+    try:
+        return await call
+    except errors.ConchError as exc:
+        if exc.status == 500:
+            exc.status = 424
+        raise
+
+
 class TokenEvents:
+    """TGI's stream: one event per token, the last token's event carrying the whole text and the
+    details. Each token is held back until the next arrives, so the final event is the last real
+    token, never an extra empty one (the generation core ends with a text-less finishing delta)."""
+
     def __init__(self, request: TGIRequest):
         self._text = [request.inputs] if request.parameters.return_full_text else []
         self._details = request.parameters.details
         self._seed = request.parameters.seed
+        self._held: str | None = None
 
     def encode(self, delta: StreamDelta) -> list[str]:
+        events = []
         if delta.text:
             self._text.append(delta.text)
+            if self._held is not None:
+                events.append(_token_event(self._held))
+            self._held = delta.text
         if delta.finish_reason is None:
-            return [_token_event(delta.text)] if delta.text else []
+            return events
+        last, self._held = self._held, None
         details = {"finish_reason": finish_reason(delta.finish_reason, delta.stop_sequence),
                    "generated_tokens": delta.output_tokens, "seed": self._seed}
-        event = {"index": 0, "token": {"id": -1, "text": delta.text, "logprob": None, "special": not delta.text},
+        event = {"index": 0, "token": {"id": -1, "text": last or "", "logprob": None, "special": last is None},
                  "generated_text": "".join(self._text), "details": details if self._details else None,
                  "top_tokens": None}
-        return [orjson.dumps(event).decode()]
+        return [*events, orjson.dumps(event).decode()]
 
 
 def _token_event(text: str) -> str:

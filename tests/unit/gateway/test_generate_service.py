@@ -83,6 +83,14 @@ def test_cut_at_stop():
     (503, "Exceeds maximum queue size", "DOWNSTREAM_REQUEST_FAILED"),
     (400, "generation failed: CUDA error", "TRITON_SERVER_ERROR"),
     (500, "boom", "TRITON_SERVER_ERROR"),
+    # a runtime refusing a value it was sent is the request's fault
+    (400, "top_p must be in (0, 1], got 0.0", "INVALID_PARAMETER"),
+    (400, "beam search is not supported by the llama-cpp runtime (beam_width must be 1)", "INVALID_PARAMETER"),
+    (400, "generation failed: invalid state", "TRITON_SERVER_ERROR"),
+    (500, "the engine must be rebuilt", "TRITON_SERVER_ERROR"),
+    # a runtime that broke is not the request's fault, whatever words its message uses
+    (400, "worker stopped: the llama-cpp worker died (IndexError('list index out of range')); the model must be "
+          "reloaded", "DOWNSTREAM_REQUEST_FAILED"),
 ])
 def test_triton_failures_are_classified(status, message, code):
     error = classify_failure("m", BackendFailed(status, message))
