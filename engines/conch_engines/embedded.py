@@ -8,6 +8,7 @@ Ctrl-C / SIGTERM stops both, so no orphan is ever left behind.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -43,7 +44,8 @@ class EmbeddedConfig:
         )
 
 
-def bundled_model_resource(model: bundled.BundledModel, triton_url: str, grpc_address: str | None = None) -> dict:
+def bundled_model_resource(model: bundled.BundledModel, triton_url: str, grpc_address: str | None = None,
+                           n_ctx: int = 4096) -> dict:
     """The bundled model as a `Model` resource, as the operator would publish it once Ready
     (with Triton's gRPC address, which the gateway streams over)."""
     template = bundled.gguf_metadata(model.gguf_path).get("tokenizer.chat_template")
@@ -57,6 +59,8 @@ def bundled_model_resource(model: bundled.BundledModel, triton_url: str, grpc_ad
             "source": {"file": {"path": str(model.gguf_path)}},
             "promptFamily": model.prompt_family,
             **({"chatTemplate": template} if template else {}),
+            # the context llama.cpp runs with: the gateway tells a full context ("length") from a stop
+            "engine": {"maxSeqLen": n_ctx, "maxInputLen": n_ctx // 2},
         },
         "status": {
             "phase": "Ready",
@@ -102,14 +106,18 @@ def prepare(config: EmbeddedConfig) -> tuple[Path, Path, bundled.BundledModel, b
     models_file = config.state_dir / "models.yaml"
     triton_url = f"http://127.0.0.1:{config.triton_http_port}"
     grpc_address = f"127.0.0.1:{TritonPorts.from_http(config.triton_http_port).grpc}"
-    resources = [bundled_model_resource(model, triton_url, grpc_address), embedding_model_resource(embedder, triton_url)]
+    resources = [bundled_model_resource(model, triton_url, grpc_address, config.n_ctx),
+                 embedding_model_resource(embedder, triton_url)]
     models_file.write_text(yaml.safe_dump_all(resources, sort_keys=False))
     return repo, models_file, model, embedder
 
 
 def start_gateway(config: EmbeddedConfig, models_file: Path) -> subprocess.Popen:
+    # Ctrl-C should stop a laptop's stack at once: requests in flight get a short grace, then end
+    # with an error the client understands (SHUTTING_DOWN), not the cluster's 20 s.
     env = dict(os.environ, PORT=str(config.gateway_port), CONCH_HOST="127.0.0.1",
                CONCH_MODEL_SOURCE="local", CONCH_LOCAL_MODELS_FILE=str(models_file))
+    env.setdefault("CONCH_SHUTDOWN_GRACE_S", "2")
     return subprocess.Popen([sys.executable, "-m", "conch_gateway"], env=env, preexec_fn=die_with_parent)
 
 
@@ -130,8 +138,23 @@ def wait_for_gateway(process: subprocess.Popen, port: int, timeout: float = 60.0
 
 def run(config: EmbeddedConfig) -> int:
     say = lambda message: print(f"[conch] {message}", flush=True)  # noqa: E731
-    if not port_is_free(config.gateway_port):
-        say(f"port {config.gateway_port} is already in use; set PORT to another port")
+    # Everything that can refuse the start is checked before anything is written: a second
+    # `make up` must not rewrite the files of the one already running.
+    triton_ports = TritonPorts.from_http(config.triton_http_port)
+    wanted = {config.gateway_port: "PORT", triton_ports.http: "TRITON_HTTP_PORT",
+              triton_ports.grpc: "TRITON_HTTP_PORT (gRPC is the next port)",
+              triton_ports.metrics: "TRITON_HTTP_PORT (metrics are two ports above)"}
+    for port, setting in wanted.items():
+        if not port_is_free(port):
+            say(f"port {port} is already in use; set {setting} to move it")
+            return 2
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(config.state_dir / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        say(f"another `make up` is running with the state directory {config.state_dir}; set CONCH_STATE_DIR to "
+            "run a second one")
         return 2
     repo, models_file, model, embedder = prepare(config)
     triton = TritonServer(repo, config.state_dir / "triton", TritonPorts.from_http(config.triton_http_port))

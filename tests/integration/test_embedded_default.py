@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import psutil
 import pytest
 
@@ -32,6 +34,11 @@ def readme_openai_example(port: int) -> str:
     readme = (REPO_ROOT / "README.md").read_text()
     code = re.search(r"```python\n(from openai import OpenAI.*?)```", readme, re.S).group(1)
     return code.replace("127.0.0.1:8000", f"127.0.0.1:{port}") + "\nassert len(vectors.data[0].embedding) == 384\n"
+
+
+def _stream_events(port: int, body: dict) -> list[str]:
+    with httpx.stream("POST", f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=60) as response:
+        return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
 
 
 def test_up_serves_and_stops_cleanly(tmp_path):
@@ -58,12 +65,31 @@ def test_up_serves_and_stops_cleanly(tmp_path):
                                  timeout=120)
         assert example.returncode == 0 and example.stdout.strip(), example.stderr
 
+        # A second `make up` on the same ports refuses to start, and leaves the running one's files alone.
+        models_file = tmp_path / "embedded" / "models.yaml"
+        written = models_file.stat().st_mtime_ns
+        second = subprocess.run([sys.executable, "-m", "conch_engines", "up"], cwd=REPO_ROOT, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2 and "already in use" in second.stdout, second.stdout + second.stderr
+        assert models_file.stat().st_mtime_ns == written
+
+        # Ctrl-C with a stream in flight: a prompt stop, and the client is told (an error event, not a cut).
         children = psutil.Process(process.pid).children(recursive=True)
         assert any("tritonserver" in c.name() for c in children)
-        process.send_signal(signal.SIGINT)  # Ctrl-C
-        assert process.wait(60) == 0
+        with ThreadPoolExecutor(1) as pool:
+            stream = pool.submit(_stream_events, port, {"model": "smollm2", "prompt": "Count: 1, 2, 3,",
+                                                       "max_tokens": 3000, "stream": True})
+            time.sleep(1.5)
+            stopped = time.monotonic()
+            process.send_signal(signal.SIGINT)  # Ctrl-C
+            assert process.wait(60) == 0
+            assert time.monotonic() - stopped < 10
+            events = stream.result(timeout=30)
+        assert json.loads(events[-1])["error"]["code"] == "SHUTTING_DOWN", events[-3:]
         gone, alive = psutil.wait_procs(children, timeout=20)
         assert not alive, f"orphans left behind: {[p.cmdline() for p in alive]}"
+        rest = process.stdout.read()
+        assert "Traceback" not in rest and "CancelledError" not in rest, rest
     finally:
         if process.poll() is None:
             process.kill()
