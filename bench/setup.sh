@@ -5,6 +5,10 @@
 #     project venv. llama-cpp-python is pinned to the project venv's version, so pip reuses the
 #     wheel `make install` built (the project's pip cache, ~/.cache/conch/pip, same compiler
 #     flags) instead of compiling llama.cpp again: both servers run the same llama.cpp.
+#   - ~/.cache/conch/llama-server-<version>/llama-server: llama.cpp's own server, built from the
+#     llama.cpp sources that this llama-cpp-python version vendors (its sdist, from PyPI), with
+#     the flags the Makefile builds llama-cpp-python with (native CPU, OpenMP, no AMX, Release);
+#     no web UI, so the build downloads nothing. Kept outside the work tree (a build, not source).
 # Idempotent: does only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,4 +55,19 @@ then
   echo "[bench] installing ${want[*]} into $PEERS"
   "$PEERS/bin/python" -m pip install --quiet "${want[@]}"
 fi
-echo "[bench] ready: wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'), $PEERS"
+LLAMA_SERVER_DIR=${CONCH_CACHE:-$HOME/.cache/conch}/llama-server-$LLAMA_VERSION  # bench/concurrency.py looks here
+if [ ! -x "$LLAMA_SERVER_DIR/llama-server" ]; then
+  echo "[bench] building llama-server from llama-cpp-python $LLAMA_VERSION's vendored llama.cpp (several minutes)"
+  rm -rf "$LLAMA_SERVER_DIR" && mkdir -p "$LLAMA_SERVER_DIR/src"
+  "$PROJECT_PY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_VERSION" -d "$LLAMA_SERVER_DIR/src"
+  tar -xzf "$LLAMA_SERVER_DIR"/src/llama_cpp_python-*.tar.gz -C "$LLAMA_SERVER_DIR/src"
+  vendored=$(echo "$LLAMA_SERVER_DIR"/src/llama_cpp_python-*/vendor/llama.cpp)
+  cmake -S "$vendored" -B "$LLAMA_SERVER_DIR/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF >"$LLAMA_SERVER_DIR/cmake.log"
+  cmake --build "$LLAMA_SERVER_DIR/build" --target llama-server -j "$(nproc)" >"$LLAMA_SERVER_DIR/build.log"
+  cp "$LLAMA_SERVER_DIR/build/bin/llama-server" "$LLAMA_SERVER_DIR/llama-server"
+  rm -rf "$LLAMA_SERVER_DIR/src" "$LLAMA_SERVER_DIR/build"
+fi
+
+echo "[bench] ready: wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}'), $PEERS, $LLAMA_SERVER_DIR/llama-server"

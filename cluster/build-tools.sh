@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build the local control-plane toolchain (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) from Go modules with the machine's Go toolchain.
+# Build the local cluster's toolchain from Go modules with the machine's Go toolchain: the control
+# plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler), kubectl, kwok and helm, and
+# what a real node runs (kubelet, kube-proxy, CoreDNS, the Traefik ingress controller).
 #
 # Output goes to a version-keyed cache outside the repo:
 #   ${CONCH_CACHE:-$HOME/.cache/conch}/k8s-<version>/bin/
-# Versions are pinned by the wrapper modules in cluster/go/{k8s,kwok,helm}/go.mod (with
+# Versions are pinned by the wrapper modules in cluster/go/*/go.mod (with
 # committed go.sum files); bump them with cluster/go/k8s/regen.sh or `go get` + tidy.
 #
 # Idempotent: a binary is rebuilt only when it is missing or its .<name>.version marker
@@ -17,7 +18,7 @@ gomods=$here/go
 
 log() { printf '[conch] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-modver() { awk -v m="$1" '$1 == m { print $2; exit }' "$2"; }
+modver() { awk -v m="$1" '$1 == m { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$2"; }
 
 command -v go >/dev/null || die "go not found on PATH (need go >= 1.26)"
 
@@ -25,7 +26,10 @@ k8s_v=$(modver k8s.io/kubernetes "$gomods/k8s/go.mod")
 etcd_v=$(modver go.etcd.io/etcd/server/v3 "$gomods/k8s/go.mod")
 kwok_v=$(modver sigs.k8s.io/kwok "$gomods/kwok/go.mod")
 helm_v=$(modver helm.sh/helm/v3 "$gomods/helm/go.mod")
-[[ -n $k8s_v && -n $etcd_v && -n $kwok_v && -n $helm_v ]] || die "cannot read pinned versions from $gomods/*/go.mod"
+coredns_v=$(modver github.com/coredns/coredns "$gomods/coredns/go.mod")
+traefik_v=$(modver github.com/traefik/traefik/v3 "$gomods/traefik/go.mod")
+[[ -n $k8s_v && -n $etcd_v && -n $kwok_v && -n $helm_v && -n $coredns_v && -n $traefik_v ]] ||
+  die "cannot read pinned versions from $gomods/*/go.mod"
 k8s_minor=$(cut -d. -f2 <<<"$k8s_v")
 
 cache=${CONCH_CACHE:-$HOME/.cache/conch}/k8s-$k8s_v
@@ -42,9 +46,10 @@ export CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=${GOTOOLCHAI
 
 declare -A version=(
   [etcd]=$etcd_v [kube-apiserver]=$k8s_v [kube-controller-manager]=$k8s_v
-  [kube-scheduler]=$k8s_v [kubectl]=$k8s_v [kwok]=$kwok_v [helm]=$helm_v
+  [kube-scheduler]=$k8s_v [kubectl]=$k8s_v [kubelet]=$k8s_v [kube-proxy]=$k8s_v [kwok]=$kwok_v
+  [helm]=$helm_v [coredns]=$coredns_v [traefik]=$traefik_v
 )
-order=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+order=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy kwok helm coredns traefik)
 total=${#order[@]}
 
 pos() { local i; for i in "${!order[@]}"; do [[ ${order[i]} == "$1" ]] && echo $((i + 1)); done; return 0; }
@@ -78,7 +83,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 # --- Kubernetes + etcd: one wrapper module, one go build (shared packages, parallel links)
 k8s_todo=()
-for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
   fresh "$name" || k8s_todo+=("$name")
 done
 if ((${#k8s_todo[@]})); then
@@ -143,9 +148,40 @@ if ! fresh helm; then
   log "built helm in $((SECONDS - t))s"
 fi
 
+# --- CoreDNS (own module: a main package with just the plugins the node's cluster DNS uses)
+if ! fresh coredns; then
+  step=$((step + 1))
+  log "building coredns $coredns_v ($(pos coredns)/$total)…"
+  download "$gomods/coredns"
+  t=$SECONDS
+  (cd "$gomods/coredns" && go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns_v" \
+    -o "$tmp/coredns" . >&2)
+  install_bins "$tmp" coredns
+  log "built coredns in $((SECONDS - t))s"
+fi
+
+# --- Traefik (own module), and the Gateway API CRDs of the release it implements
+gateway_crds=$cache/share/gateway-api-crds.yaml
+if ! fresh traefik || [[ ! -s $gateway_crds ]]; then
+  step=$((step + 1))
+  log "building traefik $traefik_v ($(pos traefik)/$total)…"
+  download "$gomods/traefik"
+  t=$SECONDS
+  ldf="-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_v"
+  (cd "$gomods/traefik" && go build -trimpath -ldflags "$ldf" -o "$tmp/traefik" github.com/traefik/traefik/v3/cmd/traefik >&2)
+  src=$(cd "$gomods/traefik" && go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)
+  for f in "$src"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
+    printf -- '---\n'
+    cat "$f"
+  done >"$tmp/gateway-api-crds.yaml"
+  mv -f "$tmp/gateway-api-crds.yaml" "$gateway_crds"
+  install_bins "$tmp" traefik
+  log "built traefik in $((SECONDS - t))s"
+fi
+
 if ((step)); then
   log "toolchain ready in $((SECONDS - t_all))s"
 else
-  log "toolchain up to date (k8s $k8s_v, etcd $etcd_v, kwok $kwok_v, helm $helm_v)"
+  log "toolchain up to date (k8s $k8s_v, etcd $etcd_v, kwok $kwok_v, helm $helm_v, coredns $coredns_v, traefik $traefik_v)"
 fi
 echo "$bin"

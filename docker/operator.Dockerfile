@@ -1,26 +1,41 @@
 # The Conch operator: `python -m conch_operator` (kopf). Arguments (`-A`, `-n NS`, `--peering`,
 # `--liveness`) come from the chart.
 #   docker build -f docker/operator.Dockerfile -t ghcr.io/conch-dev/conch-operator:0.1.0 .
+# (from the repository root: the build copies pyproject.toml and the package folders)
+#
+# BASE_IMAGE: a Debian bookworm image with Python 3.11 and its venv module. `make images` passes one
+# bootstrapped from Debian's packages (no registry needed); VERSION/REVISION label the image.
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
-FROM python:3.11.13-slim-bookworm AS build
+# The dependencies alone: their layer is reused until docker/requirements/operator.txt changes.
+FROM ${BASE_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/conch
 COPY docker/requirements/operator.txt /tmp/requirements.txt
-RUN /opt/conch/bin/pip install -r /tmp/requirements.txt
+RUN /opt/conch/bin/pip install -r /tmp/requirements.txt \
+ && /opt/conch/bin/python -m compileall -q /opt/conch/lib
+
+# The project itself as a wheel, without its dependencies (the list above).
+FROM deps AS project
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY gateway gateway
 COPY engines engines
 COPY crds crds
 COPY operator operator
-COPY cluster cluster
-RUN /opt/conch/bin/pip install --no-deps . \
- && /opt/conch/bin/python -m compileall -q /opt/conch/lib
+RUN /opt/conch/bin/pip wheel --no-deps --wheel-dir /wheels .
 
-FROM python:3.11.13-slim-bookworm
+FROM ${BASE_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="conch-operator" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 RUN groupadd --gid 10001 conch \
  && useradd --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin conch
-COPY --from=build /opt/conch /opt/conch
+COPY --from=deps /opt/conch /opt/conch
+COPY --from=project /wheels /tmp/wheels
+RUN /opt/conch/bin/pip install --no-cache-dir --no-index --no-deps /tmp/wheels/*.whl && rm -rf /tmp/wheels
 ENV PATH=/opt/conch/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

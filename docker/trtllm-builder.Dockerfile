@@ -4,8 +4,16 @@
 #
 # Based on the very image that serves the engines: an engine only loads in the TensorRT-LLM
 # (1.2.1) and TensorRT (10.14) it was built with.
+#
+# TRITON_IMAGE is NVIDIA's image on purpose, even where `make images` builds the other images from a
+# Debian base: TensorRT-LLM 1.2.1 with its CUDA torch only exists there and on pypi.nvidia.com
+# (PyPI's tensorrt-llm 1.2.1 is a 10 kB stub that downloads the wheel from NVIDIA at install time),
+# and the example scripts come from GitHub. Neither is reachable from the machine the project is
+# tested on, so this image is built where they are (`make images` skips it).
+ARG TRITON_IMAGE=nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3
+
 # The example scripts are not in the wheel: take them from the v1.2.1 tag.
-FROM nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3 AS examples
+FROM ${TRITON_IMAGE} AS examples
 ARG TRTLLM_TAG=v1.2.1
 RUN git clone --depth 1 --branch ${TRTLLM_TAG} --filter=blob:none --sparse \
         https://github.com/NVIDIA/TensorRT-LLM.git /src/TensorRT-LLM \
@@ -13,7 +21,7 @@ RUN git clone --depth 1 --branch ${TRTLLM_TAG} --filter=blob:none --sparse \
     && git sparse-checkout set examples/quantization examples/models/core/llama examples/models/core/qwen \
         examples/constraints.txt
 
-FROM nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3
+FROM ${TRITON_IMAGE}
 ENV PIP_BREAK_SYSTEM_PACKAGES=1 PIP_NO_CACHE_DIR=1
 # Same layout as conch_engines.tensorrt_llm.pins.EXAMPLES_DIR.
 COPY --from=examples /src/TensorRT-LLM/examples/quantization /opt/trtllm-examples/quantization

@@ -1,4 +1,4 @@
-"""CLI: ``python -m conch_cluster {build,up,down,status} [--state-dir DIR]``.
+"""CLI: ``python -m conch_cluster {build,images,up,down,status} [--state-dir DIR]``.
 
 ``up`` leaves the plane running in the background and prints
 ``export KUBECONFIG=<path>`` as its last stdout line, so
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import stack, toolchain
 from .controlplane import STATE_FILE, ControlPlane
+from .nodes import DEFAULT_NODES, GPU_NODES
 from .errors import ClusterError
 from .processes import find_owned
 
@@ -67,25 +68,39 @@ def cmd_up(args) -> int:
         existing.stop()
     elif _sweep(state_dir):
         _err("cleaned up leftovers of a previous run")
+    real_node = args.real_node or args.with_conch
+    manifest = None
+    if real_node:
+        from . import images
+
+        # A no-op when `make images` ran; --images: a manifest of images built before (e.g. by CI).
+        manifest = json.loads(Path(args.images).read_text()) if args.images else images.ensure()
     cp = ControlPlane(
         state_dir,
+        nodes=GPU_NODES if real_node else DEFAULT_NODES,
         build=not args.no_build,
         start_timeout=args.timeout,
         die_with_parent=False,  # the plane must outlive this launcher
+        real_node=real_node,
+        images=manifest,
     )
     cp.start()
-    _err(
-        f"control plane {cp.server} ready in {cp.startup_seconds:.1f}s; logs in {state_dir / 'logs'}"
-    )
+    _err(f"cluster {cp.server} ready in {cp.startup_seconds:.1f}s; logs in {state_dir / 'logs'}")
+    if real_node:
+        _err(f"real node {cp.node.name} ({cp.network.node_ip}) Ready; ingress (Traefik) at {cp.ingress_url}")
     if args.with_conch:
         try:
-            stack.up(state_dir, Path(args.crd), args.gateway_port, cp)
+            url = stack.up(state_dir, cp, manifest, args.gateway_port)
         except BaseException:
             stack.down(state_dir)
             cp.stop()
             raise
-        _err(f"Model CRD installed; operator running; gateway on http://127.0.0.1:{args.gateway_port} "
-             f"(logs in {state_dir / 'logs'})")
+        _err(f"Conch installed by its chart (release {stack.RELEASE}, namespace {stack.NAMESPACE}, images "
+             f"{manifest['tag']}); gateway at {url} (through the ingress)")
+        if stack.admin_key(cp):
+            _err(f"API key: kubectl -n {stack.NAMESPACE} get secret {stack.RELEASE}-admin-key "
+                 "-o jsonpath='{.data.key}' | base64 -d")
+        _err("next: kubectl apply -f examples/smollm2-cpu.yaml && kubectl get models -w")
     print(stack.export_line(cp))
     return 0
 
@@ -126,6 +141,16 @@ def cmd_status(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["images"]:
+        from . import images
+
+        try:
+            return images.main(argv[1:])
+        except ClusterError as e:
+            _err(f"error: {e}")
+            return 1
     parser = argparse.ArgumentParser(
         prog="python -m conch_cluster",
         description=__doc__,
@@ -135,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="build/cache the toolchain; prints the bin dir").set_defaults(
         func=cmd_build
     )
+    sub.add_parser("images", help="build the container images here (make images); see `images --help`")
     for name, func, text in (
         ("up", cmd_up, "start in the background"),
         ("down", cmd_down, "stop and clean up (also after a crash)"),
@@ -157,12 +183,21 @@ def main(argv: list[str] | None = None) -> int:
                 "--no-build", action="store_true", help="fail instead of building missing binaries"
             )
             p.add_argument(
+                "--real-node",
+                action="store_true",
+                help="a real node (kubelet, containerd, kube-proxy, CoreDNS; needs root) and the Traefik "
+                "ingress next to the fake GPU nodes, instead of fake CPU nodes",
+            )
+            p.add_argument(
                 "--with-conch",
                 action="store_true",
-                help="also install the Model CRD and run the operator and a gateway (make cluster)",
+                help="--real-node, and Conch installed by its chart with the images built here; the gateway "
+                "on 127.0.0.1:--gateway-port through the ingress (make cluster)",
             )
-            p.add_argument("--crd", default="crds/conch.dev_models.yaml", help="CRD file for --with-conch")
             p.add_argument("--gateway-port", type=int, default=8080, help="gateway port for --with-conch")
+            p.add_argument("--images", default=os.environ.get("CONCH_IMAGES_MANIFEST"),
+                           help="images.json of a previous `make images` to use instead of building the working "
+                           "tree's (default: $CONCH_IMAGES_MANIFEST)")
         p.set_defaults(func=func)
     args = parser.parse_args(argv)
     try:

@@ -1,5 +1,11 @@
-"""A local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and kwok (fake nodes), all on 127.0.0.1 with runtime-chosen ports."""
+"""A local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+kwok (fake nodes) with runtime-chosen ports — and, with ``real_node=True``, a real node whose pods
+run (node.py) plus the Traefik ingress in front of it (ingress.py).
+
+Without a real node everything listens on 127.0.0.1 and the API server publishes no endpoint for
+the `kubernetes` Service (nothing inside the cluster connects to it). With one, the API server
+listens on, and advertises, the host end of the node's veth (network.py): an address of this
+machine that pods reach through kube-proxy."""
 
 from __future__ import annotations
 
@@ -17,23 +23,21 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
 
-from . import flags, kubeconfig, toolchain
+from . import flags, hostnet, ingress, kubeconfig, toolchain
 from . import pki as pkimod
 from .errors import ClusterError, KubectlError
+from .network import NodeNetwork
+from .node import RealNode
 from .nodes import DEFAULT_NODES, NodeSpec
 from .processes import OWNER_ENV, Component, free_port, kill_owned, stop_all, wait_until
 
-# Only advertised (Endpoints of the `kubernetes` Service), never connected to. It must
-# not be loopback (Endpoints validation rejects it, so that Service would have no
-# endpoints; newer apiservers refuse to start), and it must not depend on the host's
-# interfaces, which CI containers may lack.
-DEFAULT_ADVERTISE_ADDRESS = "10.255.255.254"
 STATE_FILE = "state.json"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
-# Stopped in this order: clients first so they do not spin on a vanished apiserver,
-# etcd last so the apiserver can shut down cleanly.
+# Stopped in this order: the node and the clients first so they do not spin on a vanished
+# apiserver, etcd last so the apiserver can shut down cleanly.
 _STOP_ORDER = (
+    ("node",),
     ("kwok", "kube-scheduler", "kube-controller-manager"),
     ("kube-apiserver",),
     ("etcd",),
@@ -54,6 +58,9 @@ class ControlPlane:
     PKI, kubeconfigs and etcd data live in a separate runtime dir on tmpfs.
     ``die_with_parent`` makes the kernel SIGKILL the components if this process dies;
     the CLI's ``up`` turns it off so the plane outlives the launcher.
+
+    ``real_node=True`` adds a real node (root needed) and the ingress; ``images`` is the manifest
+    of images.ensure(), whose archives the node imports (the ingress needs its Traefik image).
     """
 
     def __init__(
@@ -64,18 +71,23 @@ class ControlPlane:
         bin_dir: str | os.PathLike | None = None,
         build: bool = True,
         runtime_parent: str | os.PathLike | None = None,
-        advertise_address: str = DEFAULT_ADVERTISE_ADDRESS,
         start_timeout: float = 120.0,
         stop_timeout: float = 10.0,
         die_with_parent: bool = True,
+        real_node: bool = False,
+        images: dict | None = None,
     ):
         self._own_state_dir = state_dir is None
-        self.state_dir = Path(state_dir) if state_dir else None
+        # Absolute: the node's components get paths under it (a relative unix:// endpoint is a host name).
+        self.state_dir = Path(state_dir).absolute() if state_dir else None
         self.nodes = tuple(nodes)
         self.bin_dir = Path(bin_dir) if bin_dir else None
         self.build = build
         self.runtime_parent = Path(runtime_parent) if runtime_parent else _default_runtime_parent()
-        self.advertise_address = advertise_address
+        self.real_node = real_node
+        self.images = images or {}
+        if real_node and not {"pause", "traefik"} <= set(self.images.get("images", {})):
+            raise ClusterError("a real node needs the images manifest (images.ensure()) with pause and traefik")
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.die_with_parent = die_with_parent
@@ -83,6 +95,10 @@ class ControlPlane:
         self.runtime_dir: Path | None = None
         self.kubeconfig: Path | None = None
         self.server: str | None = None
+        self.host = "127.0.0.1"  # where the API server listens
+        self.network: NodeNetwork | None = None
+        self.node: RealNode | None = None
+        self.ingress_url: str | None = None
         self.ports: dict[str, int] = {}
         self.components: dict[str, Component] = {}
         self.startup_seconds: float | None = None
@@ -122,6 +138,7 @@ class ControlPlane:
         if self.state_dir is not None:
             # Catches processes a lost/corrupt state file no longer lists.
             kill_owned(self._owner(), timeout=3.0)
+        self._stop_node()
         self._ssl_ctx = None
         if self.runtime_dir is None and self.state_dir is not None:
             self.runtime_dir = _runtime_dir_from_link(self.state_dir / "kubeconfig")
@@ -134,6 +151,18 @@ class ControlPlane:
             if self._own_state_dir:
                 shutil.rmtree(self.state_dir, ignore_errors=True)
                 self.state_dir = None
+
+    def _stop_node(self) -> None:
+        """The node's network namespace, veth, routes, guard, cgroups and files (its processes are
+        gone by now); also a slot a lost state file no longer names."""
+        if self.node is not None:
+            self.node.stop()
+        elif self.network is not None:
+            hostnet.teardown(self.network)
+        if self.state_dir is not None:
+            for net in hostnet.claimed_by(self._owner()):
+                hostnet.teardown(net)
+        self.node = self.network = None
 
     def _owner(self) -> str:
         return str(self.state_dir.resolve())
@@ -151,7 +180,12 @@ class ControlPlane:
         cp.runtime_dir = Path(state["runtime_dir"])
         cp.kubeconfig = Path(state["kubeconfig"])
         cp.server = state.get("server")
+        cp.host = state.get("host", "127.0.0.1")
         cp.ports = state.get("ports", {})
+        cp.ingress_url = state.get("ingress_url")
+        if state.get("node_slot"):
+            cp.network = NodeNetwork(state["node_slot"])
+            cp.node = RealNode(cp.network, Path(state["node_root"]), cp.bin_dir, cp._owner(), die_with_parent=False)
         cp.components = {
             c["name"]: Component.adopt(c["name"], c["pid"], c["start_time"], Path(c["log"]))
             for c in state["components"]
@@ -196,7 +230,7 @@ class ControlPlane:
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0):
         """Minimal REST call as the admin user; returns (status, decoded JSON or text)."""
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.ports["kube-apiserver"], context=self._ssl(), timeout=timeout
+            self.host, self.ports["kube-apiserver"], context=self._ssl(), timeout=timeout
         )
         try:
             data = None if body is None else json.dumps(body).encode()
@@ -234,11 +268,20 @@ class ControlPlane:
             "kwok",
         )
         self.ports = {n: free_port() for n in names}
-        self.server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
+        service_cidr, service_ip, fake_pod_cidr = flags.SERVICE_CIDR, flags.SERVICE_IP, flags.POD_CIDR
+        if self.real_node:
+            hostnet.require_tools()
+            self.network = hostnet.claim_slot(self._owner())
+            self._save_state()  # the slot is ours from here on: `down` must find it
+            hostnet.create(self.network)
+            self.host = self.network.host_ip
+            service_cidr, service_ip = self.network.service_cidr, self.network.apiserver_service_ip
+            fake_pod_cidr = self.network.fake_pod_cidr
+        self.server = f"https://{self.host}:{self.ports['kube-apiserver']}"
 
         p = pkimod.generate(
             rt / "pki",
-            ip_sans=["127.0.0.1", self.advertise_address, flags.SERVICE_IP],
+            ip_sans=sorted({"127.0.0.1", self.host, service_ip}),
             dns_sans=[
                 "localhost",
                 "kubernetes",
@@ -267,7 +310,8 @@ class ControlPlane:
         apiserver = spawn(
             "kube-apiserver",
             flags.kube_apiserver(
-                b, p, ports["kube-apiserver"], ports["etcd"], self.advertise_address
+                b, p, ports["kube-apiserver"], ports["etcd"], bind=self.host,
+                advertise=self.host if self.real_node else None, service_cidr=service_cidr,
             ),
         )
         wait_until(
@@ -281,7 +325,7 @@ class ControlPlane:
             spawn(name, argv(b, p, ports[name], kcfg[name]))
         spawn(
             "kwok",
-            flags.kwok(b, self.kubeconfig, stages, ports["kwok"]),
+            flags.kwok(b, self.kubeconfig, stages, ports["kwok"], fake_pod_cidr),
             # Own workdir: kwok would otherwise also load a user's ~/.kwok/kwok.yaml.
             env={**os.environ, "KWOK_WORKDIR": str(rt / "kwok")},
         )
@@ -300,6 +344,20 @@ class ControlPlane:
             self.start_timeout,
             watch,
         )
+        if self.real_node:
+            self._start_node(p, kcfg)
+
+    def _start_node(self, p: pkimod.Pki, kcfg: dict[str, Path]) -> None:
+        self.node = RealNode(self.network, self.state_dir / "node", self.bin_dir, self._owner(),
+                             die_with_parent=self.die_with_parent)
+        self.components["node"] = self.node.start(p.ca.cert, kcfg, self.api)
+        self._save_state()
+        images = self.images["images"]
+        self.node.wait_ready(self.api, [Path(i["archive"]) for i in images.values()], self.start_timeout)
+        self.ingress_url = ingress.install(self, images["traefik"]["ref"],
+                                           toolchain.gateway_api_crds_file(self.bin_dir), self.network.node_ip,
+                                           self.start_timeout)
+        self._save_state()
 
     def _spawn(self, name: str) -> Component:
         argv, env = self._commands[name]
@@ -339,7 +397,11 @@ class ControlPlane:
             "runtime_dir": str(self.runtime_dir),
             "kubeconfig": str(self.kubeconfig),
             "server": self.server,
+            "host": self.host,
             "ports": self.ports,
+            "node_slot": self.network.slot if self.network else None,
+            "node_root": str(self.node.paths.root) if self.node else None,
+            "ingress_url": self.ingress_url,
             "launcher_pid": os.getpid(),
             "components": [
                 {"name": c.name, "pid": c.pid, "start_time": c.start_time, "log": str(c.log)}

@@ -29,13 +29,23 @@ def etcd(b: Path, data_dir: Path, client_port: int, peer_port: int) -> list[str]
     ]
 
 
-def kube_apiserver(b: Path, p: Pki, port: int, etcd_port: int, advertise: str) -> list[str]:
+def kube_apiserver(b: Path, p: Pki, port: int, etcd_port: int, *, bind: str = "127.0.0.1",
+                   advertise: str | None = None, service_cidr: str = SERVICE_CIDR) -> list[str]:
+    """``advertise`` (the `kubernetes` Service's endpoint, what pods connect to) must be an address
+    the API server listens on; without one (no real node, nothing inside the cluster connects) the
+    API server publishes no endpoint at all."""
+    published = (
+        [f"--advertise-address={advertise}", "--endpoint-reconciler-type=lease"]
+        if advertise
+        # Still required by the flag parser (a non-loopback IP), but never published anywhere.
+        else ["--advertise-address=10.255.255.254", "--endpoint-reconciler-type=none"]
+    )
     return [
         str(b / "kube-apiserver"),
         f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={bind}",
         f"--secure-port={port}",
-        f"--advertise-address={advertise}",
+        *published,
         f"--tls-cert-file={p.apiserver.cert}",
         f"--tls-private-key-file={p.apiserver.key}",
         f"--client-ca-file={p.ca.cert}",
@@ -43,7 +53,7 @@ def kube_apiserver(b: Path, p: Pki, port: int, etcd_port: int, advertise: str) -
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-account-key-file={p.sa_pub}",
         f"--service-account-signing-key-file={p.sa_key}",
-        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-cluster-ip-range={service_cidr}",
         "--allow-privileged=true",
         # Request-header auth: KCM/scheduler read this CA from the
         # extension-apiserver-authentication ConfigMap and log errors when it is missing;
@@ -55,6 +65,10 @@ def kube_apiserver(b: Path, p: Pki, port: int, etcd_port: int, advertise: str) -
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={p.front_proxy_client.cert}",
         f"--proxy-client-key-file={p.front_proxy_client.key}",
+        # logs/exec/port-forward: to a real kubelet by its InternalIP, with a client cert it trusts.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--kubelet-client-certificate={p.clients['apiserver-kubelet-client'].cert}",
+        f"--kubelet-client-key={p.clients['apiserver-kubelet-client'].key}",
         "--profiling=false",
     ]
 
@@ -97,7 +111,7 @@ def kube_scheduler(b: Path, p: Pki, port: int, kubeconfig: Path) -> list[str]:
     return [str(b / "kube-scheduler"), *_controller_common(p, port, kubeconfig)]
 
 
-def kwok(b: Path, kubeconfig: Path, stages: Path, port: int) -> list[str]:
+def kwok(b: Path, kubeconfig: Path, stages: Path, port: int, pod_cidr: str = POD_CIDR) -> list[str]:
     return [
         str(b / "kwok"),
         f"--kubeconfig={kubeconfig}",
@@ -107,7 +121,7 @@ def kwok(b: Path, kubeconfig: Path, stages: Path, port: int) -> list[str]:
         f"--manage-nodes-with-annotation-selector={'='.join(KWOK_ANNOTATION)}",
         # apiserver->"kubelet" traffic (logs/exec) goes to the node IP: keep it loopback.
         "--node-ip=127.0.0.1",
-        f"--cidr={POD_CIDR}",
+        f"--cidr={pod_cidr}",
         "--node-lease-duration-seconds=40",
         f"--server-address=127.0.0.1:{port}",
     ]

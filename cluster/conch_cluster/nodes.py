@@ -1,4 +1,5 @@
-"""Fake nodes simulated by kwok."""
+"""Fake nodes simulated by kwok. Next to a real node (node.py) only the GPU ones are made: CPU pods
+then run for real."""
 
 from __future__ import annotations
 
@@ -59,9 +60,8 @@ class NodeSpec:
         }
 
 
-DEFAULT_NODES: tuple[NodeSpec, ...] = (
-    NodeSpec("cpu-0"),
-    NodeSpec("cpu-1"),
+GPU_NODES: tuple[NodeSpec, ...] = (
     NodeSpec("gpu-a100-0", cpu="96", memory="1024Gi", gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB"),
     NodeSpec("gpu-l4-0", cpu="48", memory="192Gi", gpus=4, gpu_product="NVIDIA-L4"),
 )
+DEFAULT_NODES: tuple[NodeSpec, ...] = (NodeSpec("cpu-0"), NodeSpec("cpu-1"), *GPU_NODES)

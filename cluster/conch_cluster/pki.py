@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .nodeconfig import NODE_NAME
+
 
 @dataclass(frozen=True)
 class CertPair:
@@ -34,14 +36,20 @@ class Pki:
     front_proxy_client: CertPair
     sa_key: Path
     sa_pub: Path
-    clients: dict[str, CertPair]  # admin, kube-controller-manager, kube-scheduler
+    clients: dict[str, CertPair]  # by CLIENTS key
 
 
-# user name and groups per client cert; RBAC bootstraps roles for the two system users.
+# user name and groups per client cert; RBAC bootstraps roles for the system users (the Node
+# authorizer the kubelet's; node.py creates CoreDNS's).
 CLIENTS = {
     "admin": ("conch-admin", ["system:masters"]),
     "kube-controller-manager": ("system:kube-controller-manager", []),
     "kube-scheduler": ("system:kube-scheduler", []),
+    # a real node's (node.py)
+    "kubelet": (f"system:node:{NODE_NAME}", ["system:nodes"]),
+    "kube-proxy": ("system:kube-proxy", []),
+    "coredns": ("system:coredns", []),
+    "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", ["system:masters"]),
 }
 
 

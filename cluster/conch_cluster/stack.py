@@ -1,8 +1,10 @@
-"""The developer stack on top of the local control plane: the Model CRD, the Conch operator and a
-gateway using the Kubernetes model source, all in the background (what `make cluster` runs).
+"""Conch on the local cluster, as a user installs it (what `make cluster` runs): the chart installed
+with `helm install` — operator and gateway as pods on the real node, images built here, the
+gateway's Ingress served by Traefik — and a relay from 127.0.0.1:<port> to that ingress, so the
+gateway answers at http://127.0.0.1:8080 as before.
 
-The operator and gateway carry the plane's owner tag in their environment, so `down` — even after
-a crash that lost the state file — stops them along with the plane.
+The relay carries the plane's owner tag, so `down` — even after a crash that lost the state file —
+stops it along with the plane.
 """
 
 from __future__ import annotations
@@ -19,37 +21,72 @@ from pathlib import Path
 
 from .controlplane import ControlPlane
 from .errors import ClusterError
-from .processes import OWNER_ENV, tail
+from .processes import OWNER_ENV, proc_start_time, tail
 
 STACK_FILE = "stack.json"
+RELEASE = "conch"
+NAMESPACE = "conch"
+CHART = Path(__file__).resolve().parents[2] / "charts" / "conch"
 
 
-def up(state_dir: Path, crd: Path, gateway_port: int, plane: ControlPlane) -> None:
-    plane.kubectl("apply", "-f", str(crd))
-    _wait_established(plane, _crd_name(crd))
+def chart_values(manifest: dict) -> dict:
+    """The chart's values for this machine: the images built here, the Ingress through Traefik."""
+    return {"image": {"tag": manifest["tag"]},
+            "gateway": {"ingress": {"enabled": True, "className": "traefik"}}}
+
+
+def helm(plane: ControlPlane, state_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = plane.env()
+    env.update({f"HELM_{k}_HOME": str(state_dir / "helm" / k.lower()) for k in ("CACHE", "CONFIG", "DATA")})
+    proc = subprocess.run([str(plane.bin_dir / "helm"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if proc.returncode:
+        raise ClusterError(f"helm {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+    return proc
+
+
+def up(state_dir: Path, plane: ControlPlane, manifest: dict, gateway_port: int) -> str:
+    """Installs the chart and starts the relay; returns the gateway's URL once it answers there."""
+    values = state_dir / "values.yaml"
+    values.write_text(json.dumps(chart_values(manifest), indent=2))  # JSON is YAML
+    helm(plane, state_dir, "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
+         "-f", str(values), "--wait", "--timeout=300s")
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = plane.env()
-    env[OWNER_ENV] = str(state_dir.resolve())
-    operator = _spawn([sys.executable, "-m", "conch_operator", "--all-namespaces"],
-                      {**env, "CONCH_OPERATOR_METRICS_PORT": env.get("CONCH_OPERATOR_METRICS_PORT", "8090")},
-                      logs / "operator.log")
-    gateway = _spawn([sys.executable, "-m", "conch_gateway"],
-                     {**env, "CONCH_MODEL_SOURCE": "kubernetes", "PORT": str(gateway_port)}, logs / "gateway.log")
-    (state_dir / STACK_FILE).write_text(json.dumps({"operator": operator.pid, "gateway": gateway.pid}))
-    _wait_for_gateway(gateway, gateway_port, logs / "gateway.log")
-    if operator.poll() is not None:
-        raise ClusterError(f"the operator exited:\n{tail(logs / 'operator.log')}")
+    target = plane.ingress_url.removeprefix("http://")
+    with open(logs / "relay.log", "ab") as log:
+        relay = subprocess.Popen([sys.executable, "-m", "conch_cluster.relay", f"127.0.0.1:{gateway_port}", target],
+                                 env={**os.environ, OWNER_ENV: str(state_dir.resolve())}, stdout=log,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    (state_dir / STACK_FILE).write_text(json.dumps({"relay": relay.pid, "start_time": proc_start_time(relay.pid)}))
+    url = f"http://127.0.0.1:{gateway_port}"
+    _wait_for_gateway(relay, url, logs / "relay.log", admin_key(plane))
+    return url
+
+
+def admin_key(plane: ControlPlane) -> str | None:
+    """The admin API key the chart generated, when the gateway requires keys (docs/auth.md)."""
+    import base64
+
+    found = plane.kubectl("-n", NAMESPACE, "get", "secret", f"{RELEASE}-admin-key", "-o", "jsonpath={.data.key}",
+                          check=False)
+    return base64.b64decode(found.stdout).decode() if found.returncode == 0 and found.stdout else None
 
 
 def down(state_dir: Path) -> None:
-    """Stops the operator and the gateway before the plane, so they do not spin on a dead API."""
+    """Stops the relay (the chart's pods go with the node)."""
     try:
-        pids = json.loads((state_dir / STACK_FILE).read_text())
+        stack = json.loads((state_dir / STACK_FILE).read_text())
     except (OSError, ValueError):
         return
-    for pid in pids.values():
-        _terminate(pid)
+    pid = stack.get("relay")
+    if pid and proc_start_time(pid) == stack.get("start_time"):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while proc_start_time(pid) == stack.get("start_time") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if proc_start_time(pid) == stack.get("start_time"):
+            os.kill(pid, signal.SIGKILL)
     (state_dir / STACK_FILE).unlink(missing_ok=True)
 
 
@@ -57,56 +94,19 @@ def export_line(plane: ControlPlane) -> str:
     return f"export KUBECONFIG={shlex.quote(str(plane.kubeconfig))}"
 
 
-def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)  # outlives `make cluster`
-
-
-def _wait_for_gateway(process: subprocess.Popen, port: int, log: Path, timeout: float = 60) -> None:
+def _wait_for_gateway(relay: subprocess.Popen, url: str, log: Path, key: str | None, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ClusterError(f"the gateway exited:\n{tail(log)}")
+        if relay.poll() is not None:
+            raise ClusterError(f"the relay to the ingress exited:\n{tail(log)}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise ClusterError(f"the gateway did not answer on port {port}:\n{tail(log)}")
-
-
-def _terminate(pid: int, timeout: float = 15) -> None:
-    if not _is_ours(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _is_ours(pid):
-        time.sleep(0.1)
-    if _is_ours(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _is_ours(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z" and (b"conch_operator" in cmdline or b"conch_gateway" in cmdline)
-
-
-def _wait_established(plane: ControlPlane, name: str, timeout: float = 60) -> None:
-    # `kubectl wait` fails outright when it looks before the CRD has any status: poll instead.
-    query = "jsonpath={.status.conditions[?(@.type=='Established')].status}"
-    deadline = time.monotonic() + timeout
-    while plane.kubectl("get", "crd", name, "-o", query, check=False).stdout.strip() != "True":
-        if time.monotonic() > deadline:
-            raise ClusterError(f"CRD {name} was not established within {timeout:.0f}s")
-        time.sleep(0.1)
-
-
-def _crd_name(crd: Path) -> str:
-    import yaml
-
-    return yaml.safe_load(crd.read_text())["metadata"]["name"]
+            request = urllib.request.Request(f"{url}/v1/models", headers=headers)
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError as e:
+            last = e
+        time.sleep(0.3)
+    raise ClusterError(f"the gateway did not answer at {url} through the ingress ({last})")

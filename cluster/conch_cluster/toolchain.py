@@ -24,6 +24,11 @@ BINARIES = (
     "kubectl",
     "kwok",
     "helm",
+    # what a real node runs (node.py)
+    "kubelet",
+    "kube-proxy",
+    "coredns",
+    "traefik",
 )
 
 _CLUSTER_DIR = Path(__file__).resolve().parent.parent
@@ -57,11 +62,15 @@ def kwok_stages_file(bins: Path) -> Path:
     return bins.parent / "share" / "kwok-stages.yaml"
 
 
+def gateway_api_crds_file(bins: Path) -> Path:
+    """The Gateway API CRDs (standard channel) of the release the built Traefik implements."""
+    return bins.parent / "share" / "gateway-api-crds.yaml"
+
+
 def missing(bins: Path | None = None) -> list[str]:
     bins = bins or bin_dir()
     out = [b for b in BINARIES if not os.access(bins / b, os.X_OK)]
-    if not kwok_stages_file(bins).is_file():
-        out.append("kwok-stages.yaml")
+    out += [f.name for f in (kwok_stages_file(bins), gateway_api_crds_file(bins)) if not f.is_file()]
     return out
 
 

@@ -63,9 +63,17 @@ def llama_cpp_config(
     n_threads: int = 0,
     instances: int = 1,
     interface: str = "ensemble",
+    slots: int = 8,
+    max_queue: int = 64,
+    prefix_cache: bool = False,
+    batch_invariant: bool = False,
 ) -> mc.ModelConfig:
     """A decoupled Python-backend model running a GGUF file, speaking TensorRT-LLM's `ensemble`
-    or `llmapi` interface (see `contract.py`)."""
+    or `llmapi` interface (see `contract.py`). `n_ctx` is the context window of each of the `slots`
+    sequences decoded together (continuous batching; the KV cache holds slots + 1 such windows);
+    `max_queue` requests may wait for a slot; `prefix_cache` reuses a common prompt prefix;
+    `batch_invariant` makes a request's answer independent of what it shares the batch with (see
+    runtimes/llama_cpp/README.md on determinism)."""
     if interface == "ensemble":
         config = _decoupled_python_model(name, instances)
     elif interface == "llmapi":
@@ -76,6 +84,10 @@ def llama_cpp_config(
     config.parameters["gguf_path"].string_value = gguf_path
     config.parameters["n_ctx"].string_value = str(n_ctx)
     config.parameters["n_threads"].string_value = str(n_threads)
+    config.parameters["slots"].string_value = str(slots)
+    config.parameters["max_queue"].string_value = str(max_queue)
+    config.parameters["prefix_cache"].string_value = "true" if prefix_cache else "false"
+    config.parameters["batch_invariant"].string_value = "true" if batch_invariant else "false"
     return config
 
 

@@ -12,7 +12,7 @@ import sys
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import yaml
 
@@ -155,3 +155,58 @@ def installed(cluster, helm: Helm, values: dict | None = None) -> Iterator[str]:
         helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         restore_crd(cluster)
+
+
+# ---------------------------------------------------------------------------------------------- values and rendered documents
+
+APP_VERSION = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+DEFAULTS = yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def everything(namespace: str = "models") -> dict:
+    """Values that turn on every optional part of the chart."""
+    return {
+        "image": {"registry": "registry.example.com/ml", "tag": "0.1.0-rc1", "pullPolicy": "Always",
+                  "pullSecrets": ["regcred"]},
+        "commonLabels": {"team": "ml"},
+        "operator": {"peering": {"enabled": True}, "verbose": True, "podAnnotations": {"a": "b"},
+                     "env": [{"name": "CONCH_OPERATOR_EXTERNAL_PROBE_INTERVAL_S", "value": "5"}],
+                     "nodeSelector": {"kubernetes.io/os": "linux"},
+                     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "conch",
+                                      "effect": "NoSchedule"}]},
+        "gateway": {"watchNamespace": namespace, "defaultModel": "smollm2",
+                    "ingress": {"enabled": True, "className": "nginx", "host": "conch.example.com",
+                                "annotations": {"nginx.ingress.kubernetes.io/proxy-buffering": "off"},
+                                "tls": {"enabled": True}},
+                    "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80},
+                    "podDisruptionBudget": {"enabled": True},
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                                   "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}]},
+        "monitoring": {"labels": {"release": "kube-prometheus-stack"}, "serviceMonitor": {"enabled": True},
+                       "prometheusRule": {"enabled": True}, "grafanaDashboard": {"enabled": True}},
+    }
+
+
+def namespaced(namespace: str = "models") -> dict:
+    """The operator and the gateway confined to one namespace (Roles instead of ClusterRoles)."""
+    return {"operator": {"watchNamespaces": [namespace], "peering": {"enabled": True}},
+            "gateway": {"watchNamespace": namespace}}
+
+
+def find(docs: list[dict], kind: str, name: str | None = None) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def one(docs: list[dict], kind: str, name: str) -> dict:
+    found = find(docs, kind, name)
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def container(docs: list[dict], deployment: str) -> dict:
+    return one(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(c: dict) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c.get("env", [])}

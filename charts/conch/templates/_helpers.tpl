@@ -65,13 +65,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* <registry>/<repository>:<tag>: (dict "root" $ "image" .Values.gateway.image). */}}
+{{/* <registry>/<repository>:<tag>[@<digest>]: (dict "root" $ "image" .Values.gateway.image). */}}
 {{- define "conch.image" -}}
 {{- $tag := .image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion -}}
+{{- $digest := ternary (printf "@%s" .image.digest) "" (not (empty .image.digest)) -}}
 {{- if .root.Values.image.registry -}}
-{{- printf "%s/%s:%s" (trimSuffix "/" .root.Values.image.registry) .image.repository $tag -}}
+{{- printf "%s/%s:%s%s" (trimSuffix "/" .root.Values.image.registry) .image.repository $tag $digest -}}
 {{- else -}}
-{{- printf "%s:%s" .image.repository $tag -}}
+{{- printf "%s:%s%s" .image.repository $tag $digest -}}
 {{- end -}}
 {{- end }}
 

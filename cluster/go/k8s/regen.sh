@@ -28,7 +28,7 @@ etcd_v=${2:-$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$upstream")
   echo ")"
   echo
   echo "tool ("
-  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
     echo "	k8s.io/kubernetes/cmd/$t"
   done
   echo "	go.etcd.io/etcd/server/v3"

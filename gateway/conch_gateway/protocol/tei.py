@@ -4,22 +4,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, StrictBool, field_validator
+
+from .types import MAX_LIST, BoundedText, Documented, ModelId, RequestModel, TextList, integer, texts_schema
 
 
-class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    inputs: str | list[str] = Field(..., description="A text, or a list of texts (one vector each).")
-    normalize: bool = Field(True, description="Scale each vector to unit length (TEI's default).")
-    truncate: bool | None = Field(None, description="Texts longer than the model's window are always cut on the "
-                                  "right (TEI's truncate: true); false is accepted for TEI clients' defaults.")
+class EmbedRequest(RequestModel):
+    inputs: Annotated[BoundedText | TextList, Documented(texts_schema(MAX_LIST))] = Field(
+        ..., description="A text, or a list of texts (one vector each).")
+    normalize: StrictBool = Field(True, description="Scale each vector to unit length (TEI's default).")
+    truncate: StrictBool | None = Field(None, description="Texts longer than the model's window are always cut on the "
+                                        "right (TEI's truncate: true); false is accepted for TEI clients' defaults.")
     truncation_direction: Literal["Right", "right"] | None = Field(None, description="Only Right is supported.")
     prompt_name: None = Field(None, description="Not supported: the models served have no named prompts.")
-    dimensions: int | None = Field(None, ge=1, description="Must equal the model's dimensions if given.")
-    model: str | None = Field(None, description="Conch extension: the embedding model; by default the only one.")
+    dimensions: integer(ge=1) | None = Field(None, description="Must equal the model's dimensions if given.")
+    model: ModelId | None = Field(None, description="Conch extension: the embedding model; by default the only one.")
+
+    @field_validator("inputs")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if value == "" or value == [] or (isinstance(value, list) and "" in value):
+            raise ValueError("inputs must be a non-empty text or a list of non-empty texts")
+        return value
 
 
 EmbedResponse = list[list[float]]

@@ -196,16 +196,24 @@ class TritonPod:
     tolerations: list[dict[str, Any]]
     startup_period_s: int  # the startup probe covers loading the model, so liveness need not
     startup_failures: int
-    termination_grace_s: int
+    termination_grace_s: int  # covers shutdown_delay() and Triton's own drain after SIGTERM
     volumes: list[dict[str, Any]]  # with scratch_volumes() among them: the root filesystem is read-only
     mounts: list[dict[str, Any]]
     init_containers: list[dict[str, Any]] = field(default_factory=list)
     annotations: dict[str, str] = field(default_factory=dict)
 
 
+def shutdown_delay(termination_grace_s: int) -> int:
+    """Seconds a stopping Triton pod keeps serving before it gets SIGTERM (its preStop hook): the
+    endpoint leaves the Service and kube-proxy's rules meanwhile, so requests still routed to it
+    (kept-alive connections, streams in flight) finish instead of being aborted by a rollout or a
+    scale-down. Half the grace period: the other half is Triton's own drain (--exit-timeout-secs)."""
+    return termination_grace_s // 2
+
+
 def triton_deployment(model: Model, pod: TritonPod) -> dict[str, Any]:
     """The Deployment of a Model's Triton: ports, probes, security, rolling updates that keep a
-    ready replica."""
+    ready replica and let a stopping one finish its requests."""
     container = {
         "name": TRITON_CONTAINER,
         "image": pod.image,
@@ -222,6 +230,8 @@ def triton_deployment(model: Model, pod: TritonPod) -> dict[str, Any]:
         "startupProbe": http_probe("/v2/health/ready", period=pod.startup_period_s, failures=pod.startup_failures),
         "readinessProbe": http_probe("/v2/health/ready", period=5, failures=3),
         "livenessProbe": http_probe("/v2/health/live", period=10, failures=6),
+        # exec `sleep`, not the sleep action: clusters before Kubernetes 1.30 lack that.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(shutdown_delay(pod.termination_grace_s))]}}},
         "securityContext": container_security_context(),
     }
     pod_spec: dict[str, Any] = {

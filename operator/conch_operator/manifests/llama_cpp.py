@@ -74,11 +74,15 @@ def deployment(model: Model, settings: OperatorSettings, repository_hash: str) -
 
 def _volumes(model: Model) -> tuple[list[dict], list[dict]]:
     names = kit.Names(model.metadata.name)
-    items = [{"key": kit.config_key(path), "path": path}
-             for path in repository.llama_cpp_files(names.triton_model, "").keys()]
+    paths = list(repository.llama_cpp_files(names.triton_model, "").keys())
+    items = [{"key": kit.config_key(path), "path": path} for path in paths]
     scratch, scratch_mounts = kit.scratch_volumes("1Gi")
     volumes = [{"name": "repository", "configMap": {"name": names.repository, "items": items}}, *scratch]
-    mounts = [{"name": "repository", "mountPath": kit.REPOSITORY_DIR, "readOnly": True}, *scratch_mounts]
+    # One mount per file: a ConfigMap volume's root also holds the kubelet's `..data` and
+    # `..<timestamp>` entries, which Triton takes for models that fail to load (and then exits).
+    # The files never change under a running pod: a new repository rolls the pods (config hash).
+    mounts = [*({"name": "repository", "mountPath": f"{kit.REPOSITORY_DIR}/{path}", "subPath": path, "readOnly": True}
+                for path in paths), *scratch_mounts]
     source = model.spec.source
     if source and source.pvc:
         volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": source.pvc.claimName, "readOnly": True}})

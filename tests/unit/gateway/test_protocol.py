@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from conch_gateway import errors
 from conch_gateway.prompts import SCENARIOS
-from conch_gateway.protocol import api_v1, generate, openai, tgi
+from conch_gateway.protocol import api_v1, auth, generate, openai, tei, tgi
 from conch_gateway.protocol.errors import ErrorEnvelope
 from conch_gateway.protocol.types import FLOAT32_MIN_NORMAL
 from conch_gateway.services import openai as openai_service
@@ -37,6 +37,9 @@ BODIES: dict[str, tuple[type[BaseModel], Any]] = {
     "/generate_stream": (tgi.TGIRequest, lambda r: tgi_service.check(r.parameters)),
     "/": (tgi.TGIRequest, lambda r: tgi_service.check(r.parameters)),
     "/invocations": (tgi.TGIRequest, lambda r: tgi_service.check(r.parameters)),
+    "/embed": (tei.EmbedRequest, None),
+    "/api/auth/token": (auth.TokenRequest, None),
+    "/models/{model_id}/pipeline/feature-extraction": (tei.EmbedRequest, None),
 }
 
 
@@ -63,6 +66,11 @@ def test_every_body_the_document_allows_passes_the_edge(path):
             service_check(request)
 
     accepted()
+
+
+def test_every_request_body_of_the_document_is_checked_here():
+    with_body = {path for path, item in DOCUMENT["paths"].items() for op in item.values() if "requestBody" in op}
+    assert with_body == set(BODIES)
 
 
 def test_the_document_states_every_bound():

@@ -1,16 +1,16 @@
-"""Token generation with llama.cpp, free of any Triton types so it can be unit-tested.
+"""What one generated sequence turns into, free of llama.cpp and Triton so it can be unit-tested.
 
-The Triton adapter (`triton_model.py`) turns tensors into a `GenerationParams`, calls
-`generate()`, and turns each `Chunk` into a response. Everything that decides *what* text
-comes out — stop strings, UTF-8 boundaries, end tokens, bad words, token counts — lives here.
+`GenerationParams` is a request as the Triton adapter parsed it. `TextOutput` follows one sequence
+token by token — UTF-8 boundaries, stop strings, end tokens, `max_tokens`, token counts — and says
+what text may be sent after each token. `LogitRules` are the per-token logit masks that llama.cpp's
+samplers do not have: bad word sequences, and end tokens forbidden before `min_tokens`.
 """
 
 from __future__ import annotations
 
 import codecs
-import random
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,6 +51,8 @@ class GenerationParams:
             raise InvalidRequest(f"top_k must be >= 0, got {self.top_k}")
         if self.min_tokens < 0:
             raise InvalidRequest(f"min_tokens must be >= 0, got {self.min_tokens}")
+        if self.repetition_penalty <= 0:
+            raise InvalidRequest(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     @property
     def greedy(self) -> bool:
@@ -67,20 +69,13 @@ class Chunk:
     stop_reason: str | None = None  # the stop string that ended generation, on the last chunk
 
 
-@dataclass
-class Usage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-
-class LlamaLike(Protocol):
-    """The slice of `llama_cpp.Llama` used here (a fake can stand in for unit tests)."""
-
-    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]: ...
-    def detokenize(self, tokens: list[int], prev_tokens: list[int] | None = None, special: bool = False) -> bytes: ...
-    def set_seed(self, seed: int) -> None: ...
-    def n_ctx(self) -> int: ...
-    def generate(self, tokens: Sequence[int], **kwargs) -> Iterator[int]: ...
+def output_budget(params: GenerationParams, prompt_tokens: int, n_ctx: int) -> int:
+    """Tokens this request may generate: `max_tokens`, less when the context window runs out first
+    (the answer then ends with finish reason "length"). A prompt that leaves no room is refused."""
+    room = n_ctx - prompt_tokens
+    if room < 1:
+        raise InvalidRequest(f"the prompt has {prompt_tokens} tokens; the context window is {n_ctx} tokens")
+    return min(params.max_tokens, room)
 
 
 class StopStringMatcher:
@@ -123,103 +118,77 @@ class StopStringMatcher:
         return best
 
 
+class TextOutput:
+    """One sequence's output as its tokens arrive. `push` answers the chunk to send after each
+    token (None while the text is held back: an incomplete UTF-8 character or a possible stop
+    string); the chunk that carries `finish_reason` is the last one."""
+
+    def __init__(self, params: GenerationParams, max_tokens: int, piece: Callable[[int], bytes],
+                 is_end: Callable[[int], bool]):
+        self._end_id = params.end_id
+        self._max_tokens = max_tokens
+        self._piece = piece
+        self._is_end = is_end
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._matcher = StopStringMatcher(params.stop_words)
+        self._unreported = 0
+        self.generated = 0
+        self.finished: Chunk | None = None
+
+    def push(self, token: int) -> Chunk | None:
+        assert self.finished is None, "the sequence has already finished"
+        if self._is_end(token) or token == self._end_id:
+            return self._finish("stop", "")
+        self.generated += 1
+        self._unreported += 1
+        text = self._matcher.feed(self._decoder.decode(self._piece(token)))
+        if self._matcher.stopped:
+            return self._finish("stop", text, flush=False)
+        if self.generated >= self._max_tokens:
+            return self._finish("length", text)
+        if not text:
+            return None
+        chunk, self._unreported = Chunk(text=text, tokens=self._unreported), 0
+        return chunk
+
+    def cancel(self) -> Chunk:
+        return self._finish("cancelled", "", flush=False)
+
+    def _finish(self, reason: str, text: str, flush: bool = True) -> Chunk:
+        if flush:  # what the decoder and the stop matcher held back belongs to the answer
+            text += self._matcher.feed(self._decoder.decode(b"", final=True))
+            if self._matcher.stopped:
+                reason = "stop"
+            else:
+                text += self._matcher.flush()
+        self.finished = Chunk(text=text, tokens=self._unreported, finish_reason=reason,
+                              stop_reason=self._matcher.matched)
+        self._unreported = 0
+        return self.finished
+
+
 @dataclass
-class _LogitRules:
+class LogitRules:
     """Dynamic logit masks: bad word sequences, and end tokens forbidden before `min_tokens`."""
 
-    prompt_len: int
     bad_sequences: list[list[int]] = field(default_factory=list)
     end_tokens: list[int] = field(default_factory=list)
     min_tokens: int = 0
 
-    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        generated = len(input_ids) - self.prompt_len
+    def apply(self, history: Sequence[int], generated: int, logits: np.ndarray) -> None:
+        """Masks `logits` in place for the token after `history` (prompt and output so far)."""
         if generated < self.min_tokens:
             logits[self.end_tokens] = -np.inf
         for seq in self.bad_sequences:
             head = seq[:-1]
-            if not head or (len(input_ids) >= len(head) and list(input_ids[-len(head):]) == head):
+            if not head or (len(history) >= len(head) and list(history[-len(head):]) == head):
                 logits[seq[-1]] = -np.inf
-        return logits
 
-
-def generate(
-    llm: LlamaLike,
-    params: GenerationParams,
-    is_eog: Callable[[int], bool],
-    usage: Usage,
-    cancelled: Callable[[], bool] = lambda: False,
-) -> Iterator[Chunk]:
-    """Yields chunks of new text, one per generated token (merged while a stop-string or UTF-8
-    sequence is incomplete). The last chunk carries `finish_reason`. `usage` is filled in."""
-    params.validate()
-    prompt_tokens = llm.tokenize(params.prompt.encode("utf-8"), add_bos=_adds_bos(llm), special=True)
-    usage.input_tokens = len(prompt_tokens)
-    room = llm.n_ctx() - len(prompt_tokens)
-    if room < 1:
-        raise InvalidRequest(
-            f"the prompt has {len(prompt_tokens)} tokens; the context window is {llm.n_ctx()} tokens"
-        )
-    max_tokens = min(params.max_tokens, room)
-
-    llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-    rules = _logit_rules(llm, params, len(prompt_tokens), is_eog)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    matcher = StopStringMatcher(params.stop_words)
-
-    generated = 0
-    unreported = 0
-    finish = "length"
-    before_stop = ""
-    sampler_args = dict(
-        temp=0.0 if params.greedy else params.temperature,
-        top_k=params.top_k,
-        top_p=params.top_p,
-        min_p=0.0,
-        typical_p=1.0,
-        repeat_penalty=params.repetition_penalty,
-        presence_penalty=params.presence_penalty,
-        frequency_penalty=params.frequency_penalty,
-        logits_processor=[rules] if rules else None,
-    )
-    for token in llm.generate(prompt_tokens, **sampler_args):
-        if cancelled():
-            finish = "cancelled"
-            break
-        if is_eog(token) or token == params.end_id:
-            finish = "stop"
-            break
-        generated += 1
-        unreported += 1
-        text = matcher.feed(decoder.decode(llm.detokenize([token])))
-        if matcher.stopped:
-            finish, before_stop = "stop", text
-            break
-        if text:
-            yield Chunk(text=text, tokens=unreported)
-            unreported = 0
-        if generated >= max_tokens:
-            break
-    usage.output_tokens = generated
-    if matcher.stopped:
-        tail = before_stop
-    else:
-        tail = matcher.feed(decoder.decode(b"", final=True))
-        if matcher.stopped:
-            finish = "stop"
-        tail += matcher.flush()
-    yield Chunk(text=tail, tokens=unreported, finish_reason=finish, stop_reason=matcher.matched)
-
-
-def _adds_bos(llm: LlamaLike) -> bool:
-    metadata = getattr(llm, "metadata", {}) or {}
-    return metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
-
-
-def _logit_rules(llm: LlamaLike, params: GenerationParams, prompt_len: int, is_eog) -> _LogitRules | None:
-    if not params.bad_words and params.min_tokens == 0:
-        return None
-    bad = [llm.tokenize(w.encode("utf-8"), add_bos=False, special=True) for w in params.bad_words if w]
-    ends = [t for t in (getattr(llm, "token_eos", lambda: None)(), params.end_id) if t is not None]
-    return _LogitRules(prompt_len=prompt_len, bad_sequences=[b for b in bad if b], end_tokens=ends,
-                       min_tokens=params.min_tokens)
+    @classmethod
+    def build(cls, params: GenerationParams, tokenize: Callable[[str], list[int]],
+              end_tokens: Sequence[int]) -> "LogitRules | None":
+        if not params.bad_words and params.min_tokens == 0:
+            return None
+        bad = [tokenize(word) for word in params.bad_words if word]
+        ends = [t for t in (*end_tokens, params.end_id) if t is not None]
+        return cls(bad_sequences=[b for b in bad if b], end_tokens=ends, min_tokens=params.min_tokens)
