@@ -155,6 +155,8 @@ def test_helm_install_runs_the_operator_and_the_gateway_on_a_real_node(e2e_clust
 def test_the_chart_s_httproute_serves_the_gateway_through_the_gateway_api(e2e_cluster, release, http):
     """The chart's Gateway API HTTPRoute instead of its Ingress: the controller accepts the route and
     resolves its backend, and the gateway answers at the same address with no Ingress left."""
+    # Only on an existing cluster without CONCH_E2E_GATEWAY: the local cluster always has Traefik's Gateway,
+    # so `make test` runs this test every time.
     if e2e_cluster.gateway_parent is None:
         pytest.skip("CONCH_E2E_GATEWAY names no Gateway on this cluster")
     namespace = release["namespace"]
@@ -364,7 +366,7 @@ def test_nothing_left_the_machine(e2e_cluster):
     node ranges stayed on this machine. And it could not have been otherwise: the node has no route
     off the machine, the host forwards nothing, the API server advertises an address of its own."""
     plane = e2e_cluster.plane
-    if plane is None:
+    if plane is None:  # an existing cluster (CONCH_E2E_KUBECONFIG); `make test`'s local cluster always checks
         pytest.skip("an existing cluster's network is its own")
     from conch_cluster import hostnet
 
