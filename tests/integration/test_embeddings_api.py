@@ -54,7 +54,7 @@ async def test_async_client(gateway):
     ({"input": [[1, 2, 3]]}, openai.BadRequestError, "UNSUPPORTED_PARAMETER"),
     ({"input": "x", "dimensions": 128}, openai.BadRequestError, "UNSUPPORTED_PARAMETER"),
     ({"input": "x", "model": "smollm2"}, openai.BadRequestError, "UNSUPPORTED_TASK"),
-    ({"input": "x", "model": "nope"}, openai.BadRequestError, "MODEL_NOT_FOUND"),
+    ({"input": "x", "model": "nope"}, openai.NotFoundError, "MODEL_NOT_FOUND"),
     ({"input": ["x"] * 2049}, openai.UnprocessableEntityError, "INVALID_REQUEST"),
 ])
 def test_errors(sdk, kwargs, error, code):
