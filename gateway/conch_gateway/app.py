@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from . import __version__, templating
+from . import docs_ui  # offline docs (issue 13)
 from .auth import setup as auth_setup
 from .auth.middleware import AuthMiddleware
 from .backends.triton import TritonClient
@@ -62,6 +63,8 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
             await model_source.stop()
             await authentication.stop()
             await quotas.close()
+            await app.state.session_store.close()  # chat sessions (issue 17)
+            await management_setup.close(app)  # model management (issue 16)
             await triton.close()
 
     app = FastAPI(
@@ -71,7 +74,9 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
                     "Hugging Face TGI-compatible routes, /api/v1, health and metrics.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,  # every route answers errors in Conch's envelope, not FastAPI's {"detail"}
+        docs_url=None, redoc_url=None,  # offline docs: docs_ui serves them from the installed wheel, no CDN
     )
+    docs_ui.install(app)  # offline docs (issue 13)
     time_limit = TimeLimit(settings.inference_timeout_s, settings.inference_timeout_per_token_s,
                            settings.stream_idle_timeout_s)
     admission = Admission(settings.max_in_flight_per_replica, settings.admission_wait_s, app_metrics.registry)
@@ -93,6 +98,36 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
     install_error_handlers(app)
     for module in (generate, openai, models, api_v1, tgi, tei, health, metrics, auth):
         app.include_router(module.router)
+    # Monitoring (issue 16, docs/monitoring.md): system/GPU status and the bounded request history.
+    from .monitoring.config import LocalConfigStore
+    from .monitoring.history import History
+    from .monitoring.middleware import HistoryMiddleware
+    from .monitoring.routes import Monitoring, router as monitoring_router
+    from .monitoring.ws import router as monitoring_ws_router
+
+    app.state.monitoring = Monitoring(
+        history=History(settings.monitoring_history_size),
+        store=LocalConfigStore(settings.monitoring_state_dir),
+        authenticator=authentication.authenticator)
+    app.include_router(monitoring_router)
+    app.include_router(monitoring_ws_router)
+    app.add_middleware(HistoryMiddleware, history=app.state.monitoring.history)
+    # Chat sessions (issue 17, docs/sessions.md): seed 002's /chat, /reset, /status, in Redis when set.
+    import dataclasses
+
+    from .routes import sessions as session_routes
+    from .services.sessions import SessionService
+    from .sessions.store import session_store
+
+    app.state.session_store = session_store(settings)
+    app.state.services = dataclasses.replace(app.state.services, sessions=SessionService(
+        registry, generation, app.state.session_store, settings.default_model, time_limit))
+    app.include_router(session_routes.router)
+    # Model management (issue 16, docs/management.md): seed 003's /api/models, where it may write.
+    from .management import setup as management_setup
+
+    if settings.management:
+        management_setup.install(app, settings, registry)
     # Innermost first: a request's lifecycle (client gone, server stopping) is watched around the
     # handler alone; quotas need the caller that auth finds; CORS answers preflights (and adds its
     # headers to 401s) before auth; metrics count every answer, refusals included.

@@ -18,6 +18,7 @@ from .services.api_v1 import ApiV1Service
 from .services.auth import TokenService
 from .services.generate import GenerateService
 from .services.openai import OpenAIService
+from .services.sessions import SessionService  # chat sessions (issue 17)
 from .services.tei import TEIService
 from .services.tgi import TGIService
 from .settings import Settings
@@ -35,6 +36,7 @@ class Services:
     metrics: Metrics
     settings: Settings
     auth: TokenService | None = None
+    sessions: SessionService | None = None  # chat sessions (issue 17, docs/sessions.md)
 
 
 def services(request: Request) -> Services:

@@ -82,3 +82,27 @@ class Settings(BaseSettings):
     external_url_allowlist: list[str] = Field(
         [], description="URL patterns (fnmatch) external Models may point at; empty allows any host except "
         "link-local addresses (cloud metadata).")
+    # Chat sessions (issue 17, docs/sessions.md): seed 002's /chat, /reset, /status.
+    session_ttl_s: float = Field(3600.0, gt=0, description="A chat session is forgotten after this long unused.")
+    session_max_in_memory: int = Field(10_000, ge=1, description="Sessions kept in process when CONCH_REDIS_URL "
+                                       "is unset (least recently used dropped beyond).")
+    session_lock_wait_s: float = Field(600.0, gt=0, description="Longest wait for a session busy with another "
+                                       "/chat (409 SESSION_BUSY beyond).")
+    # Monitoring (issue 16, docs/monitoring.md): where /api/config and its alert rules are kept locally.
+    monitoring_state_dir: Path | None = Field(None, description="Directory of monitoring-config.json and "
+                                              "alert-rules.yml (a Prometheus rule file); kept in memory only "
+                                              "when unset.")
+    monitoring_history_size: int = Field(100_000, ge=100, description="Requests kept by the in-process history "
+                                         "behind /api/monitoring (oldest dropped beyond).")
+    # Model management (issue 16, docs/management.md): seed 003's /api/models, on only where it may write.
+    management: bool = Field(False, description="Serve the model management routes (/api/models, "
+                             "/api/v1/models/{id}/…, /modify_cluster_state). In a cluster only the management "
+                             "Deployment, whose ServiceAccount may write Models, turns it on.")
+    management_namespace: str | None = Field(None, description="Namespace of the Models it manages; defaults to "
+                                             "watch_namespace, then the pod's own namespace.")
+    management_triton_url: str | None = Field(None, description="Local Triton (laptop); defaults to the first "
+                                              "model's endpoint in local_models_file.")
+    management_repository_dir: Path | None = Field(None, description="Local Triton's model repository; defaults "
+                                                   "to `repository` beside local_models_file.")
+    management_triton_log: Path | None = Field(None, description="Local Triton's log file; defaults to "
+                                               "`triton/tritonserver.log` beside local_models_file.")

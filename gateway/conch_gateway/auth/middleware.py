@@ -22,14 +22,16 @@ OPEN = frozenset({
     ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"), ("GET", "/openapi.json"),
     ("GET", "/api-doc/openapi.json"), ("POST", "/api/auth/token"),
 })
-ADMIN_ONLY = frozenset({("GET", "/health/full")})
+ADMIN_ONLY = frozenset({("GET", "/health/full"), ("PUT", "/api/config"), ("POST", "/api/config/alerts")})
 LISTS_FOR_ANYONE = frozenset({("GET", "/v1/models")})
 
 _HEADERS = (b"authorization", b"x-api-key", b"api-key")
 
 
 def is_open(method: str, path: str) -> bool:
-    return (("GET" if method == "HEAD" else method), path) in OPEN
+    method = "GET" if method == "HEAD" else method
+    # the docs pages' own scripts and stylesheets: public files, like the pages that load them
+    return (method, path) in OPEN or (method == "GET" and path.startswith("/docs/static/"))
 
 
 class AuthMiddleware:

@@ -15,6 +15,7 @@ from typing import AsyncIterator, Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .. import errors
+from ..observability import ModelLabels
 from ..registry.base import ServedModel
 
 
@@ -35,6 +36,10 @@ class Admission:
                                registry=registry)
         self.rejected = Counter("conch_model_overloaded_total", "Requests refused 429 MODEL_OVERLOADED per model.",
                                 ["model"], registry=registry)
+        # Queue depth: requests waiting for a slot now (in_flight above counts those holding one).
+        self.waiting = Gauge("conch_model_waiting", "Requests waiting for a generation slot per model.", ["model"],
+                             registry=registry)
+        self._label = ModelLabels()
 
     def capacity(self, model: ServedModel) -> int:
         return self._per_replica * max(1, model.replicas)
@@ -44,12 +49,15 @@ class Admission:
         gate = self._gates.get(model.id)
         if gate is None:
             gate = self._gates[model.id] = _Gate()
+            # export 0 from the start, not only once someone waited or was refused
+            self.waiting.labels(self._label(model.id))
+            self.rejected.labels(self._label(model.id))
         capacity = self.capacity(model)
         if gate.in_flight < capacity and not gate.waiters:
             gate.in_flight += 1
         else:
             await self._wait(model, gate, capacity)
-        gauge = self.in_flight.labels(model.id)
+        gauge = self.in_flight.labels(self._label(model.id))
         gauge.inc()
         released = False
 
@@ -75,6 +83,8 @@ class Admission:
             self._refuse(model)
         waiter = asyncio.get_running_loop().create_future()
         gate.waiters.append(waiter)
+        waiting = self.waiting.labels(self._label(model.id))
+        waiting.inc()
         try:
             async with asyncio.timeout(self._wait_s):
                 await waiter  # the releasing request hands its slot over (in_flight stays counted)
@@ -90,6 +100,8 @@ class Admission:
             elif waiter in gate.waiters:
                 gate.waiters.remove(waiter)
             raise
+        finally:
+            waiting.dec()
 
     def _release(self, gate: _Gate, capacity: int) -> None:
         while gate.waiters:
@@ -103,5 +115,5 @@ class Admission:
         gate.in_flight -= 1
 
     def _refuse(self, model: ServedModel) -> None:
-        self.rejected.labels(model.id).inc()
+        self.rejected.labels(self._label(model.id)).inc()
         raise errors.model_overloaded(model.id, max(1, math.ceil(self._wait_s)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable
 
@@ -66,6 +67,7 @@ class GenerationService:
     async def complete(self, model: ServedModel, request: GenerationRequest) -> GenerationResult:
         codec = CODECS[model.interface.value]
         timeout = self._time_limit.for_tokens(request.max_tokens)
+        started = time.perf_counter()  # metrics: from the request's arrival here, queueing included
         release = await self._admit(model)
         try:
             async with asyncio.timeout(timeout):
@@ -85,6 +87,8 @@ class GenerationService:
         usage.charge((input_tokens or 0) + (output_tokens or 0))
         finish = "stop" if stopped else reported or _finish_by_count(output_tokens, input_tokens, request.max_tokens,
                                                                        model.context_tokens)
+        self._metrics.first_token(model.id, False, time.perf_counter() - started)
+        self._metrics.generation_done(model.id, False, finish, input_tokens, output_tokens)
         return GenerationResult(text=text, output_tokens=output_tokens,
                                 input_tokens=input_tokens, finish_reason=finish, stop_sequence=stopped)
 
@@ -112,6 +116,8 @@ class GenerationService:
         output_tokens, input_tokens, reported = None, None, None
         loop = asyncio.get_running_loop()
         wait_until = deadline  # for the first response; later ones also within idle_s of the last
+        started = last_at = time.perf_counter()  # metrics: TTFT from arrival (queueing included), then ITL
+        first_seen = False
         release = await self._admit(model)
         try:
             while True:
@@ -134,8 +140,17 @@ class GenerationService:
                     input_tokens = codec.input_tokens(payload)
                 reported = codec.finish_reason(payload) or reported
                 text, stopped = stops.feed(new_text(payload))
+                now = time.perf_counter()
+                if (text or tokens) and not first_seen:
+                    first_seen = True
+                    self._metrics.first_token(model.id, True, now - started)
+                elif tokens:
+                    self._metrics.between_tokens(model.id, now - last_at, tokens)
+                if tokens:
+                    last_at = now
                 if stopped:
                     self._count_tokens(model, output_tokens)
+                    self._metrics.generation_done(model.id, True, "stop", input_tokens, output_tokens)
                     yield StreamDelta(text, tokens or 0, output_tokens, input_tokens, "stop", stop_sequence=True)
                     return  # closing `events` below cancels the rest in Triton
                 if text or tokens:
@@ -146,6 +161,7 @@ class GenerationService:
             usage.charge((input_tokens or 0) + (output_tokens or 0))
         self._count_tokens(model, output_tokens)
         finish = reported or _finish_by_count(output_tokens, input_tokens, request.max_tokens, model.context_tokens)
+        self._metrics.generation_done(model.id, True, finish, input_tokens, output_tokens)
         yield StreamDelta(stops.flush(), 0, output_tokens, input_tokens, finish)
 
     async def _one_answer(self, model: ServedModel, codec: Codec, request: GenerationRequest) -> dict:

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ValidationError
 
 from conch_gateway import errors
 from conch_gateway.prompts import SCENARIOS
-from conch_gateway.protocol import api_v1, auth, generate, openai, tei, tgi
+from conch_gateway.monitoring import config as monitoring_config
+from conch_gateway.protocol import api_v1, auth, generate, openai, sessions, tei, tgi
 from conch_gateway.protocol.errors import ErrorEnvelope
 from conch_gateway.protocol.types import FLOAT32_MIN_NORMAL
 from conch_gateway.services import openai as openai_service
@@ -40,7 +41,11 @@ BODIES: dict[str, tuple[type[BaseModel], Any]] = {
     "/embed": (tei.EmbedRequest, None),
     "/api/auth/token": (auth.TokenRequest, None),
     "/models/{model_id}/pipeline/feature-extraction": (tei.EmbedRequest, None),
+    "/chat": (sessions.ChatRequest, None),
+    "/api/config": (monitoring_config.MonitoringConfig, None),
+    "/api/config/alerts": (monitoring_config.AlertRule, None),
 }
+METHODS = {"/api/config": "PUT"}  # every other body is a POST's
 
 
 def _known_scenario(name: str) -> None:
@@ -55,7 +60,7 @@ def _text_input(value: Any) -> None:
 
 @pytest.mark.parametrize("path", sorted(BODIES))
 def test_every_body_the_document_allows_passes_the_edge(path):
-    operation = schemathesis.openapi.from_dict(DOCUMENT).find_operation_by_label(f"POST {path}")
+    operation = schemathesis.openapi.from_dict(DOCUMENT).find_operation_by_label(f"{METHODS.get(path, 'POST')} {path}")
     model, service_check = BODIES[path]
 
     @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))

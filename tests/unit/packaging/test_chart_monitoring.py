@@ -13,6 +13,7 @@ from support.chart import CHART, everything, find, one
 
 def known_metrics() -> dict[str, set[str]]:
     """Every series name the gateway and the operator export, with its label names."""
+    from conch_gateway.limits.admission import Admission
     from conch_gateway.observability import Metrics
     from conch_operator import metrics as operator_metrics
 
@@ -21,6 +22,12 @@ def known_metrics() -> dict[str, set[str]]:
     gateway.tokens_generated("m", 1)
     gateway.backend_error("m", "TRITON_SERVER_ERROR")
     gateway.active.inc()
+    gateway.first_token("m", True, 0.1)
+    gateway.between_tokens("m", 0.1, 1)
+    gateway.generation_done("m", True, "stop", 1, 1)
+    admission = Admission(1, 0, gateway.registry)
+    for series in (admission.in_flight, admission.waiting, admission.rejected):
+        series.labels("m")
     with operator_metrics.measured("apply"):
         pass
     with pytest.raises(RuntimeError), operator_metrics.measured("apply"):

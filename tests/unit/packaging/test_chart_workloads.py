@@ -14,7 +14,7 @@ from support.chart import APP_VERSION, container, env_of, everything, find, name
 def test_pods_are_locked_down(helm, values):
     docs = helm.render(values)
     deployments = find(docs, "Deployment")
-    assert {d["metadata"]["name"] for d in deployments} == {"conch-operator", "conch-gateway"}
+    assert {d["metadata"]["name"] for d in deployments} == {"conch-operator", "conch-gateway", "conch-management"}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,

@@ -1,0 +1,150 @@
+"""The cluster backend: Models written through the Kubernetes API, their pods' logs read from it.
+
+The management API's one module that talks to Kubernetes, so its write access (RBAC: models
+create/update/patch/delete, pods and pods/log get/list, deployments patch for restart) is used
+from one place. Pods are found by the Model's status.selector; the workload is the operator's
+Deployment `<model>-triton` (conch_operator.manifests.kit.Names, which the gateway may not import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+from conch_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, Model
+
+from .backend import AlreadyExists, Entry, NotFound, Stale
+
+_TRITON_CONTAINER = "triton"
+
+
+def _entry(obj: dict[str, Any]) -> Entry:
+    meta = obj.get("metadata", {})
+    updated = max((f.get("time") or "" for f in meta.get("managedFields") or []), default="") or None
+    model = Model.model_validate({**obj, "metadata": {k: meta.get(k) for k in
+                                                      ("name", "namespace", "generation", "uid") if meta.get(k) is not None}
+                                  | {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}})
+    return Entry(model, meta.get("resourceVersion"), meta.get("creationTimestamp"), updated or meta.get("creationTimestamp"))
+
+
+class KubernetesBackend:
+    def __init__(self, namespace: str, api_client=None):
+        self.namespace = namespace
+        self._api = api_client
+
+    async def _client(self):
+        if self._api is None:
+            from kubernetes.aio import client, config
+
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                await config.load_kube_config()
+            self._api = client.ApiClient()
+        return self._api
+
+    async def _objects(self):
+        from kubernetes.aio import client
+
+        return client.CustomObjectsApi(await self._client())
+
+    async def _call(self, coro):
+        from kubernetes.aio.client.exceptions import ApiException
+
+        try:
+            return await coro
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotFound() from None
+            if exc.status == 409:
+                # the Status reason tells a name taken (create) from a stale resourceVersion (update)
+                raise (AlreadyExists if "AlreadyExists" in str(exc.body) else Stale)() from None
+            raise
+
+    async def list(self) -> list[Entry]:
+        objects = await self._objects()
+        listing = await self._call(objects.list_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL))
+        out = []
+        for item in listing.get("items", []):
+            try:
+                out.append(_entry(item))
+            except ValueError:  # a Model the API server accepted but this version cannot read: skip, not 500
+                continue
+        return out
+
+    async def get(self, name: str) -> Entry:
+        objects = await self._objects()
+        return _entry(await self._call(objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)))
+
+    async def create(self, name: str, spec: dict[str, Any], annotations: dict[str, str]) -> Entry:
+        body = {"apiVersion": API_VERSION, "kind": KIND,
+                "metadata": {"name": name, "annotations": annotations}, "spec": spec}
+        objects = await self._objects()
+        return _entry(await self._call(objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)))
+
+    async def replace(self, name: str, spec: dict[str, Any], annotations: dict[str, str],
+                      resource_version: str | None) -> Entry:
+        objects = await self._objects()
+        got = await self._call(objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name))
+        meta = got["metadata"]
+        meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+        if resource_version is not None:
+            # The API server refuses a PUT whose resourceVersion is not the current one (409): no lost update.
+            meta["resourceVersion"] = resource_version
+        body = {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+        return _entry(await self._call(objects.replace_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, body)))
+
+    async def delete(self, name: str) -> None:
+        objects = await self._objects()
+        await self._call(objects.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name))
+
+    async def scale(self, name: str, replicas: int, annotations: dict[str, str]) -> Entry:
+        objects = await self._objects()
+        patch = {"spec": {"replicas": replicas}, **({"metadata": {"annotations": annotations}} if annotations else {})}
+        return _entry(await self._call(objects.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, patch)))
+
+    async def restart(self, name: str) -> Entry:
+        from kubernetes.aio import client
+
+        entry = await self.get(name)
+        # What `kubectl rollout restart` does; the operator's server-side apply leaves a field it
+        # does not own alone, so the annotation survives its next reconcile.
+        stamp = datetime.now(timezone.utc).isoformat()
+        patch = {"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": stamp}}}}}
+        await self._call(client.AppsV1Api(await self._client()).patch_namespaced_deployment(
+            f"{name}-triton", self.namespace, patch))
+        return entry
+
+    async def _pods(self, name: str) -> list[str]:
+        from kubernetes.aio import client
+
+        selector = (await self.get(name)).model.status.selector or f"conch.dev/model={name}"
+        pods = await client.CoreV1Api(await self._client()).list_namespaced_pod(self.namespace, label_selector=selector)
+        return sorted(p.metadata.name for p in pods.items)
+
+    async def logs(self, name: str, *, tail: int | None, since_s: int | None, follow: bool) -> AsyncIterator[str]:
+        from kubernetes.aio import client
+
+        core = client.CoreV1Api(await self._client())
+        opts = {"container": _TRITON_CONTAINER, **({"tail_lines": tail} if tail is not None else {}),
+                **({"since_seconds": since_s} if since_s else {})}
+        for pod in await self._pods(name):
+            if follow:
+                resp = await core.read_namespaced_pod_log(pod, self.namespace, follow=True, _preload_content=False, **opts)
+                try:
+                    async for line in resp.content:
+                        yield f"{pod} {line.decode(errors='replace')}"
+                finally:
+                    resp.release()
+            else:
+                text = await self._call(core.read_namespaced_pod_log(pod, self.namespace, **opts))
+                for line in text.splitlines():
+                    yield f"{pod} {line}\n"
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            await asyncio.sleep(0)

@@ -1,0 +1,87 @@
+"""Monitoring configuration and alert rules: validated shapes and the local store.
+
+Locally they live as files in the state dir: `monitoring-config.json`, and `alert-rules.yml` in
+Prometheus' own rule-file format, so a Prometheus given `rule_files: [<state dir>/alert-rules.yml]`
+evaluates the rules created through the API (reload it with SIGHUP or /-/reload)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+
+
+class MonitoringConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prometheus_url: str | None = Field(None, description="Prometheus HTTP API base URL; the local history when unset.")
+    metrics_retention_s: int = Field(3600, ge=60, le=30 * 86400, description="Default window of /api/monitoring.")
+    gpu_poll_interval_s: float = Field(5.0, ge=1, le=300, description="How often /ws/monitor sends gpu_metrics_update.")
+
+
+class AlertRule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", description="Prometheus alert name.")
+    expr: str = Field(min_length=1, max_length=4000, description="PromQL expression; the alert fires while it has results.")
+    # A pattern (not a validator) so the OpenAPI document states the rule too.
+    for_: str = Field("0s", alias="for", pattern=_DURATION.pattern,
+                      description="How long expr must hold, as a Prometheus duration (5m).")
+    severity: Literal["info", "warning", "critical"] = "warning"
+    summary: str = Field("", max_length=1000)
+
+    def as_prometheus(self) -> dict:
+        return {"alert": self.name, "expr": self.expr, "for": self.for_,
+                "labels": {"severity": self.severity}, "annotations": {"summary": self.summary}}
+
+
+def rule_file(rules: list[AlertRule]) -> dict:
+    return {"groups": [{"name": "conch-api", "rules": [r.as_prometheus() for r in rules]}]}
+
+
+class LocalConfigStore:
+    """Files in the state dir, replaced atomically so Prometheus never reads half a rule file.
+    Without a state dir the same texts are kept in memory only (lost on restart, no rule file)."""
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self._memory: dict[str, str] = {}
+
+    def config(self) -> MonitoringConfig:
+        text = self._read("monitoring-config.json")
+        return MonitoringConfig() if text is None else MonitoringConfig.model_validate_json(text)
+
+    def put_config(self, config: MonitoringConfig) -> None:
+        self._write("monitoring-config.json", config.model_dump_json(indent=2))
+
+    def rules(self) -> list[AlertRule]:
+        text = self._read("alert-rules.json")  # the API's own view, aliases kept
+        return [] if text is None else [AlertRule.model_validate(r) for r in json.loads(text)]
+
+    def put_rules(self, rules: list[AlertRule]) -> None:
+        self._write("alert-rules.json", json.dumps([r.model_dump(by_alias=True) for r in rules]))
+        self._write("alert-rules.yml", yaml.safe_dump(rule_file(rules), sort_keys=False))
+
+    def _read(self, name: str) -> str | None:
+        if self.directory is None:
+            return self._memory.get(name)
+        path = self.directory / name
+        return path.read_text() if path.exists() else None
+
+    def _write(self, name: str, text: str) -> None:
+        if self.directory is None:
+            self._memory[name] = text
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, self.directory / name)

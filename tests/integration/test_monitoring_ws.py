@@ -1,0 +1,80 @@
+"""/ws/monitor on a real gateway (auth on) and real Triton: refused without a token, 100
+clients subscribed at once, and a model leaving the routing table reaches every one of them
+within a second."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+
+from support.stack import make_gateway
+
+from .conftest import all_models
+
+pytestmark = pytest.mark.triton
+KEY = "ck-0123456789ab-" + "0123456789abcdef" * 4
+
+
+@pytest.fixture(scope="module")
+def secured(triton):
+    # A slow probe, so the local source does not put back the model the test removes.
+    with make_gateway(all_models(triton), auth="on", auth_admin_key=KEY, health_probe_interval_s=600) as server:
+        yield server
+
+
+def test_no_token_is_refused_and_routes_need_one(secured):
+    async def connect():
+        async with websockets.connect(secured.url.replace("http", "ws") + "/ws/monitor") as ws:
+            await ws.recv()
+
+    with pytest.raises(websockets.exceptions.WebSocketException):
+        asyncio.run(connect())
+    import httpx
+    assert httpx.get(secured.url + "/api/system/status").status_code == 401
+    assert httpx.get(secured.url + "/api/system/status", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_hundred_clients_see_a_model_status_change_within_a_second(secured):
+    url = secured.url.replace("http", "ws") + f"/ws/monitor?token={KEY}"
+    registry = secured.app.state.services.registry
+
+    async def run():
+        clients = [await websockets.connect(url) for _ in range(100)]
+        for ws in clients:
+            await ws.send(json.dumps({"action": "subscribe", "events": ["model_status"]}))
+        for ws in clients:
+            assert json.loads(await ws.recv())["events"] == ["model_status_update"]
+        await asyncio.sleep(0.5)  # the poller has taken its first look
+        started = time.monotonic()
+        registry.remove("echo")  # the gateway thread's registry; the local source re-adds it later
+
+        async def first_change(ws):
+            while True:
+                event = json.loads(await ws.recv())
+                if event["data"]["model_id"] == "echo":
+                    return event, time.monotonic() - started
+
+        results = await asyncio.wait_for(asyncio.gather(*(first_change(ws) for ws in clients)), 5)
+        for ws in clients:
+            await ws.close()
+        return results
+
+    results = asyncio.run(run())
+    assert len(results) == 100
+    assert all(event["type"] == "model_status_update" and event["data"]["status"] == "deleted" for event, _ in results)
+    assert max(seconds for _, seconds in results) < 1.0
+
+
+def test_unknown_subscription_is_answered_with_an_error(secured):
+    async def run():
+        async with websockets.connect(secured.url.replace("http", "ws") + "/ws/monitor",
+                                      additional_headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            await ws.send(json.dumps({"action": "subscribe", "events": ["nope"]}))
+            return json.loads(await ws.recv())
+
+    answer = asyncio.run(run())
+    assert answer["type"] == "error" and answer["error"]["code"] == "INVALID_REQUEST"
