@@ -3,6 +3,8 @@ model's context) is rendered with the model's chat template and generated under 
 
 from __future__ import annotations
 
+import asyncio
+
 from typing import AsyncContextManager, AsyncIterator
 
 import orjson
@@ -19,6 +21,8 @@ from .generation import GenerationService, TimeLimit
 
 DEFAULT_SESSION = "default"
 LOCK_MARGIN_S = 30.0
+_ABANDONING: set = set()  # the loop keeps only weak references to tasks
+UNREAD_STREAM_S = 10.0  # a response starts reading its stream at once; one unread this long has lost its client
 
 
 def session_key(session_id: str | None) -> str:
@@ -79,7 +83,26 @@ class SessionService:
             raise
         text: list[str] = []
 
+        abandoned = False
+
+        async def abandon() -> None:
+            # The client left between this call and the response's first read, so `saving` never
+            # started and its `finally` will never run: end the Triton stream and free the session.
+            nonlocal abandoned
+            abandoned = True
+            try:
+                await deltas.aclose()
+                await lock.__aexit__(None, None, None)
+            finally:
+                _ABANDONING.difference_update(t for t in list(_ABANDONING) if t.done() or t is asyncio.current_task())
+
+        loop = asyncio.get_running_loop()
+        watchdog = loop.call_later(UNREAD_STREAM_S, lambda: _ABANDONING.add(loop.create_task(abandon())))
+
         async def saving() -> AsyncIterator[StreamDelta]:
+            watchdog.cancel()
+            if abandoned:
+                return
             try:
                 async for delta in deltas:
                     text.append(delta.text)
