@@ -117,6 +117,8 @@ def test_an_unreachable_prometheus_is_a_4xx_naming_the_setting(triton, tmp_path)
         assert answer.status_code == 422
         assert answer.json()["error"]["code"] == "INVALID_REQUEST"
         assert answer.json()["error"]["param"] == "prometheus_url"
+        for bad in ("ftp://127.0.0.1/", "not a url", "http://"):
+            assert client.put("/api/config", json={"prometheus_url": bad}).status_code == 422, bad
         # Unset again: the local history answers.
         assert client.put("/api/config", json={"prometheus_url": None}).status_code == 200
         assert client.get("/api/monitoring/metrics").json()["source"] == "local"

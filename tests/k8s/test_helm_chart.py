@@ -245,11 +245,12 @@ def test_service_accounts_cannot_overreach(cluster, release):
                     ("create", "rolebindings.rbac.authorization.k8s.io"), ("delete", "customresourcedefinitions"),
                     ("patch", "clusterkopfpeerings.kopf.dev/someone-else"), ("*", "*")):
         assert not can_i(cluster, operator, *request, elsewhere), request
-    for request in (("list", "models.conch.dev"), ("watch", "models.conch.dev"), ("get", "models.conch.dev")):
+    for request in (("list", "models.conch.dev"), ("watch", "models.conch.dev"), ("get", "models.conch.dev"),
+                    ("list", "nodes"), ("get", "nodes")):
         assert can_i(cluster, gateway, *request, elsewhere), request
     for request in (("create", "models.conch.dev"), ("patch", "models.conch.dev"), ("delete", "models.conch.dev"),
                     ("patch", "models.conch.dev", "--subresource=status"), ("get", "secrets"), ("list", "pods"),
-                    ("create", "events"), ("*", "*")):
+                    ("create", "events"), ("watch", "nodes"), ("patch", "nodes"), ("*", "*")):
         assert not can_i(cluster, gateway, *request, elsewhere), request
 
 

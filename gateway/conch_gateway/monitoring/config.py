@@ -22,7 +22,10 @@ _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 class MonitoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prometheus_url: str | None = Field(None, description="Prometheus HTTP API base URL; the local history when unset.")
+    # An http(s) base URL only: /api/monitoring queries it, so anything else must be refused here.
+    prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2000,
+                                       description="Prometheus HTTP API base URL (http or https); the local "
+                                       "history when unset.")
     metrics_retention_s: int = Field(3600, ge=60, le=30 * 86400, description="Default window of /api/monitoring.")
     gpu_poll_interval_s: float = Field(5.0, ge=1, le=300, description="How often /ws/monitor sends gpu_metrics_update.")
 

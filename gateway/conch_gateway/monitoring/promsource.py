@@ -46,7 +46,7 @@ async def report(base: str, start: datetime, end: datetime, model_id: str | None
     try:
         async with httpx.AsyncClient(timeout=10) as client:
             values = {name: await _query(client, base, expr, at) for name, expr in exprs.items()}
-    except (httpx.HTTPError, KeyError, ValueError) as error:
+    except (httpx.HTTPError, httpx.InvalidURL, KeyError, ValueError) as error:
         # The configured Prometheus is the caller's setting: a 4xx naming it, not a 500.
         raise invalid_request(f"the configured Prometheus ({base}) did not answer: {error}",
                               param="prometheus_url") from error

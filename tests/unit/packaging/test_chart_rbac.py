@@ -67,6 +67,9 @@ def test_rbac_is_least_privilege(helm):
     gateway_role = one(confined, "Role", "conch-gateway")
     assert gateway_role["metadata"]["namespace"] == "models" and not find(confined, "ClusterRole", "conch-gateway")
     assert rules_of(gateway_role) == {("conch.dev", "models", ()): {"get", "list", "watch"}}
+    # …and reads Nodes' GPU capacity for /api/system/gpu: nodes are cluster-scoped, so a ClusterRole even when confined.
+    for docs in (default, confined):
+        assert rules_of(one(docs, "ClusterRole", "conch-gateway-nodes")) == {("", "nodes", ()): {"get", "list"}}
 
 
 def test_rbac_covers_what_the_operator_code_touches(helm):
