@@ -97,3 +97,7 @@ def test_sessions_chat_stream_status_reset(sdk):
     assert sdk.status(session).conversation_length >= 2
     sdk.reset(session)
     assert sdk.status(session).conversation_length == 0
+    # a session's model is chosen by its first message and kept
+    sdk.reset("python-sdk-echo")
+    assert sdk.chat("Hello!", session="python-sdk-echo", max_tokens=4, temperature=0, model="echo").response
+    assert sdk.status("python-sdk-echo").model_name != sdk.status(session).model_name

@@ -30,16 +30,16 @@ def repl(client: Client, session: str, model: str | None = None) -> None:
                 for key, value in client.status(session).model_dump().items():
                     print(f"{key}: {value}", flush=True)
             else:
-                _answer(client, session, line)
+                _answer(client, session, line, model)
         except ConchError as error:
             print(f"error: {error}", flush=True)
         except httpx.TransportError as error:
             print(f"error: cannot reach the server: {error}", flush=True)
 
 
-def _answer(client: Client, session: str, message: str) -> None:
+def _answer(client: Client, session: str, message: str, model: str | None = None) -> None:
     print("bot> ", end="", flush=True)
-    stream = client.chat_stream(message, session)
+    stream = client.chat_stream(message, session, model=model)
     try:
         for event in stream:
             print(event.token, end="", flush=True)

@@ -124,13 +124,14 @@ class Client:
         return self.request("GET", f"/api/models/{model_id}/logs", params=params or None)
 
     # sessions (seed 002)
-    def chat(self, message: str, session: str | None = None, max_tokens: int = 512, temperature: float = 0.7) -> ChatReply:
-        body = {"message": message, "max_tokens": max_tokens, "temperature": temperature}
+    def chat(self, message: str, session: str | None = None, max_tokens: int = 512, temperature: float = 0.7,
+             model: str | None = None) -> ChatReply:
+        body = _chat_body(message, max_tokens, temperature, model)
         return ChatReply.model_validate(self.request("POST", "/chat", json=body, headers=_session(session)))
 
     def chat_stream(self, message: str, session: str | None = None, max_tokens: int = 512,
-                    temperature: float = 0.7) -> Iterator[StreamEvent]:
-        body = {"message": message, "max_tokens": max_tokens, "temperature": temperature, "stream": True}
+                    temperature: float = 0.7, model: str | None = None) -> Iterator[StreamEvent]:
+        body = {**_chat_body(message, max_tokens, temperature, model), "stream": True}
         for data in self._stream("/chat", body, _session(session)):
             yield StreamEvent.model_validate(data)
 
@@ -212,8 +213,9 @@ class AsyncClient:
         body = {"name": name, **({"framework": framework} if framework else {}), **({"config": config} if config else {}), **spec}
         return Model.model_validate(await self.request("POST", "/api/models", json=body))
 
-    async def chat(self, message: str, session: str | None = None, max_tokens: int = 512, temperature: float = 0.7) -> ChatReply:
-        body = {"message": message, "max_tokens": max_tokens, "temperature": temperature}
+    async def chat(self, message: str, session: str | None = None, max_tokens: int = 512, temperature: float = 0.7,
+                   model: str | None = None) -> ChatReply:
+        body = _chat_body(message, max_tokens, temperature, model)
         return ChatReply.model_validate(await self.request("POST", "/chat", json=body, headers=_session(session)))
 
     async def reset(self, session: str | None = None) -> Any:
@@ -224,3 +226,9 @@ class AsyncClient:
 
     async def token(self, username: str, password: str) -> dict:
         return await self.request("POST", "/api/auth/token", json={"username": username, "password": password})
+
+
+def _chat_body(message: str, max_tokens: int, temperature: float, model: str | None) -> dict:
+    # `model` picks the session's model; the server remembers it for the session's later turns
+    body = {"message": message, "max_tokens": max_tokens, "temperature": temperature}
+    return body if model is None else {**body, "model": model}
