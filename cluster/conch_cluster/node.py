@@ -77,6 +77,7 @@ class RealNode:
             "sysctl_masks": {name: str(self.paths.sysctls / name.replace("/", "."))
                              for name in nodeconfig.KUBELET_SYSCTLS},
             "components": commands,
+            "cri_socket": str(self.paths.containerd_socket),
         }
         spec_file = self.paths.config / "node.json"
         spec_file.write_text(json.dumps(spec, indent=2))

@@ -72,6 +72,25 @@ def prepare_filesystem(spec: dict) -> None:
     _check(_libc.sethostname(hostname, len(hostname)), "sethostname")
 
 
+def wait_for_cri(socket: str, timeout: float = 60.0) -> None:
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Path(socket).exists():
+            with grpc.insecure_channel(f"unix://{socket}") as channel:
+                status = channel.unary_unary("/runtime.v1.RuntimeService/Status",
+                                             request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+                try:
+                    status(b"", timeout=2)  # an empty StatusRequest
+                    log("containerd's CRI answers")
+                    return
+                except grpc.RpcError:
+                    pass
+        time.sleep(0.2)
+    log(f"containerd's CRI did not answer within {timeout:.0f} s; starting the rest anyway")
+
+
 class _Stop(Exception):
     """Raised by the signal handler: it interrupts the blocking waitpid (which Python would retry)."""
 
@@ -90,6 +109,10 @@ class Supervisor:
                                          stderr=subprocess.STDOUT, env=env, start_new_session=True)
             self.children[child.pid] = component["name"]
             log(f"started {component['name']} (pid {child.pid} in the node)")
+            if component["name"] == "containerd" and self.spec.get("cri_socket"):
+                # kubelet exits at once if the CRI answers "server is not initialized yet", which
+                # containerd does for a moment after its socket appears (seen on a second start)
+                wait_for_cri(self.spec["cri_socket"])
 
     @staticmethod
     def stop(signum: int, _frame: object) -> None:

@@ -140,7 +140,7 @@ def test_helm_install_runs_the_operator_and_the_gateway_on_a_real_node(e2e_clust
     namespace = release["namespace"]
     running = pods(e2e_cluster, namespace, "app.kubernetes.io/instance=conch")
     components = Counter(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in running)
-    assert components == {"operator": 2, "gateway": 2}
+    assert components == {"operator": 2, "gateway": 2, "management": 1}
     real = e2e_cluster.real_nodes()
     for pod in running:
         assert is_ready(pod) and pod["spec"]["nodeName"] in real, pod["metadata"]["name"]

@@ -118,7 +118,7 @@ def test_history_is_trimmed_to_the_models_context(triton):
         assert status(server.url)["conversation_length"] == 6
         # An answer as long as the whole context leaves no room for any conversation.
         refused = chat(server.url, "x", max_tokens=128)
-        assert refused.status_code == 422 and refused.json()["error"]["param"] == "max_tokens"
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "CONTEXT_LENGTH_EXCEEDED"
 
 
 def test_sessions_expire(triton, redis):

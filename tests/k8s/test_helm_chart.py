@@ -128,11 +128,11 @@ def test_install_puts_every_part_on_the_cluster(cluster, cluster_helm, release):
     status = json.loads(cluster_helm("status", RELEASE, "-n", release, "-o", "json").stdout)
     assert status["info"]["status"] == "deployed" and status["version"] == 1
     assert "kubectl apply -n" in status["info"]["notes"] and "/v1/generate" in status["info"]["notes"]
-    for name, replicas in (("conch-operator", 2), ("conch-gateway", 2)):
+    for name, replicas in (("conch-operator", 2), ("conch-gateway", 2), ("conch-management", 1)):
         deployment = json.loads(cluster.kubectl("-n", release, "get", "deployment", name, "-o", "json").stdout)
         assert deployment["status"].get("readyReplicas") == replicas, name
     pods = json.loads(cluster.kubectl("-n", release, "get", "pods", "-o", "json").stdout)["items"]
-    assert len(pods) == 4 and all(p["status"]["phase"] == "Running" for p in pods)
+    assert len(pods) == 5 and all(p["status"]["phase"] == "Running" for p in pods)
     crd = json.loads(cluster.kubectl("get", "crd", "models.conch.dev", "-o", "json").stdout)
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["annotations"]["meta.helm.sh/release-namespace"] == release

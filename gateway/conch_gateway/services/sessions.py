@@ -51,8 +51,8 @@ class SessionService:
         messages = capped(session.messages + [{"role": "user", "content": body.message}])
         budget = model.context_tokens - body.max_tokens if model.context_tokens else None
         if budget is not None and budget <= 0:
-            raise errors.invalid_request(f"max_tokens {body.max_tokens} leaves no room for the conversation in "
-                                         f"the model's context of {model.context_tokens} tokens", param="max_tokens")
+            raise errors.context_length_exceeded(model.id, f"max_tokens {body.max_tokens} leaves no room for the "
+                                                 f"conversation in the model's context of {model.context_tokens} tokens")
         messages = fit(messages, budget)
         prompt = await model.prompt.render_async(messages)
         request = GenerationRequest.decoding(prompt, body.max_tokens, greedy=body.temperature == 0,
