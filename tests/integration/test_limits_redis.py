@@ -6,10 +6,8 @@ away and coming back."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -18,10 +16,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import REPO_ROOT, free_port
 from support.auth import bearer, key_entry, write_keys
 from support.k8s import wait_until
 from support.redis_server import RedisServer
+from support.replicas import GatewayProcesses
 from support.stack import make_gateway, repository_models
 
 pytestmark = pytest.mark.triton
@@ -150,41 +148,6 @@ def test_redis_down_can_refuse_instead(triton, tmp_path, redis):
 
 
 # Three replicas ------------------------------------------------------------------------------
-
-class GatewayProcesses:
-    """`python -m conch_gateway` × n, one Redis, one keys file (as three pods of the chart would)."""
-
-    def __init__(self, n: int, env: dict[str, str], logs: Path):
-        import os
-        import subprocess
-
-        self.ports = [free_port() for _ in range(n)]
-        self.processes = []
-        for port in self.ports:
-            log = open(logs / f"gateway-{port}.log", "ab")
-            self.processes.append(subprocess.Popen([sys.executable, "-m", "conch_gateway"], cwd=REPO_ROOT,
-                                                   env={**os.environ, **env, "PORT": str(port)},
-                                                   stdout=log, stderr=subprocess.STDOUT))
-        for port in self.ports:
-            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health"), 60, message=f"gateway :{port}")
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}" for p in self.ports]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.wait(15)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code in (200, 503)
-    except httpx.HTTPError:
-        return False
-
 
 def test_three_replicas_sharing_redis_admit_the_limit_not_three_times_it(triton, tmp_path, redis):
     limit = 60

@@ -5,12 +5,9 @@ restart keeping the session, expiry, sessions private to their key, streaming, e
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -18,10 +15,10 @@ import orjson
 import pytest
 import yaml
 
-from support import REPO_ROOT, free_port, model_resource
+from support import model_resource
 from support.auth import bearer, key_entry, write_keys
-from support.k8s import wait_until
 from support.redis_server import RedisServer
+from support.replicas import GatewayProcesses
 from support.stack import make_gateway, repository_models
 
 from conch_api import Model
@@ -193,44 +190,12 @@ def test_errors_in_the_one_envelope(triton, redis):
 
 # Three replicas and a restart -----------------------------------------------------------------
 
-class GatewayProcesses:
-    """`python -m conch_gateway` × n sharing one Redis, as the chart's pods would."""
-
-    def __init__(self, n: int, env: dict[str, str], logs: Path):
-        self.ports = [free_port() for _ in range(n)]
-        self.processes = []
-        for port in self.ports:
-            log = open(logs / f"gateway-{port}.log", "ab")
-            self.processes.append(subprocess.Popen([sys.executable, "-m", "conch_gateway"], cwd=REPO_ROOT,
-                                                   env={**os.environ, **env, "PORT": str(port)},
-                                                   stdout=log, stderr=subprocess.STDOUT))
-        for port in self.ports:
-            wait_until(lambda: _ready(f"http://127.0.0.1:{port}/status"), 60, message=f"gateway :{port}")
-
-    @property
-    def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{p}" for p in self.ports]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.wait(15)
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def test_replicas_share_sessions_one_message_at_a_time_and_a_restart_keeps_them(triton, tmp_path, redis):
     models_file = tmp_path / "models.yaml"
     models_file.write_text(yaml.safe_dump_all([m.model_dump(mode="json", exclude_none=True) for m in models(triton)]))
     env = {"CONCH_REDIS_URL": redis.url, "CONCH_MODEL_SOURCE": "local", "CONCH_LOCAL_MODELS_FILE": str(models_file),
            "CONCH_DEFAULT_MODEL": "echo", "CONCH_LOG_LEVEL": "warning"}
-    replicas = GatewayProcesses(3, env, tmp_path)
+    replicas = GatewayProcesses(3, env, tmp_path, ready_path="/status", ready_statuses=(200,))
     try:
         one, two, three = replicas.urls
         results: dict[str, httpx.Response] = {}
@@ -258,7 +223,7 @@ def test_replicas_share_sessions_one_message_at_a_time_and_a_restart_keeps_them(
         assert state["conversation_length"] == 4 and state["model_name"] == "fault"
     finally:
         replicas.stop()
-    restarted = GatewayProcesses(1, env, tmp_path)
+    restarted = GatewayProcesses(1, env, tmp_path, ready_path="/status", ready_statuses=(200,))
     try:
         state = status(restarted.urls[0], "busy")
         assert state["conversation_length"] == 4 and state["model_name"] == "fault"  # the session's model too
