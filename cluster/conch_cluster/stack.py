@@ -20,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from .controlplane import ControlPlane
+from .diagnostics import host_report, pod_report
 from .errors import ClusterError
 from .processes import OWNER_ENV, proc_start_time, tail
 
@@ -35,13 +36,23 @@ def chart_values(manifest: dict) -> dict:
             "gateway": {"ingress": {"enabled": True, "className": "traefik"}}}
 
 
-def helm(plane: ControlPlane, state_dir: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+HELM_WAIT_S = 420  # a 2-core node starting five Python pods while the test suite runs beside it
+
+
+def helm(plane: ControlPlane, state_dir: Path, *args: str, timeout: float = HELM_WAIT_S + 60) -> subprocess.CompletedProcess:
+    """Runs helm; when it fails (a `--wait` that timed out, above all) the error carries the pods,
+    their events and the logs of those not ready (diagnostics.pod_report)."""
     env = plane.env()
     env.update({f"HELM_{k}_HOME": str(state_dir / "helm" / k.lower()) for k in ("CACHE", "CONFIG", "DATA")})
-    proc = subprocess.run([str(plane.bin_dir / "helm"), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    try:
+        proc = subprocess.run([str(plane.bin_dir / "helm"), *args], env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"helm {' '.join(args[:2])} did not finish in {timeout:.0f} s\n"
+                           + pod_report(plane.kubectl, NAMESPACE) + "\n\n" + host_report()) from None
     if proc.returncode:
-        raise ClusterError(f"helm {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+        raise ClusterError(f"helm {' '.join(args[:2])} failed: {proc.stderr.strip()}\n"
+                           + pod_report(plane.kubectl, NAMESPACE) + "\n\n" + host_report())
     return proc
 
 
@@ -50,7 +61,7 @@ def up(state_dir: Path, plane: ControlPlane, manifest: dict, gateway_port: int) 
     values = state_dir / "values.yaml"
     values.write_text(json.dumps(chart_values(manifest), indent=2))  # JSON is YAML
     helm(plane, state_dir, "upgrade", "--install", RELEASE, str(CHART), "-n", NAMESPACE, "--create-namespace",
-         "-f", str(values), "--wait", "--timeout=300s")
+         "-f", str(values), "--wait", f"--timeout={HELM_WAIT_S}s")
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     target = plane.ingress_url.removeprefix("http://")

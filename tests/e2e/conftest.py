@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 import pytest
 from conch_cluster import GPU_NODES, ControlPlane, toolchain
+from conch_cluster.diagnostics import host_report, pod_report
 
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
@@ -67,10 +68,17 @@ class E2ECluster:
         return json.loads(result.stdout)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 360) -> subprocess.CompletedProcess:
-        result = subprocess.run([str(self.bin_dir / "helm"), *args], env=self.env, capture_output=True, text=True,
-                                timeout=timeout)
+        """helm; a failure (above all a `--wait` that timed out) is reported with the pods, their events
+        and the logs of those not ready, so a red CI run says why."""
+        try:
+            result = subprocess.run([str(self.bin_dir / "helm"), *args], env=self.env, capture_output=True,
+                                    text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"helm {' '.join(args)} did not finish in {timeout:.0f} s\n"
+                                 + pod_report(self.kubectl) + "\n\n" + host_report()) from None
         if check and result.returncode:
-            raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr}")
+            raise AssertionError(f"helm {' '.join(args)} failed: {result.stderr}\n"
+                                 + pod_report(self.kubectl) + "\n\n" + host_report())
         return result
 
     def real_nodes(self) -> set[str]:

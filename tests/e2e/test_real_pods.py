@@ -49,7 +49,7 @@ def release(e2e_cluster, tmp_path_factory) -> Iterator[dict]:
     values_file = tmp_path_factory.mktemp("e2e-values") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     e2e_cluster.helm("install", "conch", str(CHART), "-n", namespace, "--create-namespace", "-f", str(values_file),
-                     "--wait", "--timeout=240s")
+                     "--wait", "--timeout=360s", timeout=420)
     yield {"namespace": namespace, "values": values_file}
     e2e_cluster.helm("uninstall", "conch", "-n", namespace, "--wait", check=False)
     e2e_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
