@@ -1,17 +1,15 @@
-"""The `conch` CLI against the real gateway + Triton + SmolLM2: script commands, their exit codes, the
-interactive `conch chat` in a real pseudo-terminal (pexpect), and `conch serve` briefly for real."""
+"""The `conch` CLI against the real gateway + Triton + SmolLM2: script commands, their exit codes, and the
+interactive `conch chat` in a real pseudo-terminal (pexpect). The management commands:
+test_management_clients.py; `conch serve`: test_seed002_curl.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pexpect
 import pytest
 import yaml
@@ -89,25 +87,26 @@ def test_interactive_chat_in_a_real_terminal(gateway):
     assert chat.exitstatus == 0
 
 
-def test_serve_starts_the_embedded_stack(tmp_path):
-    port = free_port()
-    server = subprocess.Popen([CONCH, "serve", "--model", "smollm2", "--port", str(port), "--device", "cpu"],
-                              stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+def test_chat_model_picks_the_sessions_model(gateway):
+    # `fault`, a test model in the real Triton, answers "ok" to ordinary text: the reply names the model
+    chat = pexpect.spawn(CONCH, ["--url", gateway.url, "chat", "--model", "fault", "--session", "cli-model-test"],
+                         encoding="utf-8", timeout=60, dimensions=(40, 200))
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("conch serve did not become healthy: " + (tmp_path / "serve.log").read_text()[-2000:])
-        done = conch("generate", "Hello", "--max-tokens", "4", url=f"http://127.0.0.1:{port}")
-        assert done.returncode == 0 and done.stdout.strip(), done.stderr
+        chat.expect("you> ")
+        chat.sendline("reset")
+        chat.expect(r"\(conversation reset\)")
+        chat.sendline("Hello there")
+        chat.expect(r"bot> ok\s*\r?\n")
+        chat.expect("you> ")
+        chat.sendline("status")
+        chat.expect(r"model_name: (\S+)")
+        assert chat.match.group(1) == "fault"
+        chat.expect("you> ")
+        chat.sendeof()  # Ctrl-D at the prompt ends the program, like quit
+        chat.expect(pexpect.EOF)
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        chat.close()
+    assert chat.exitstatus == 0
+
+
+# `conch serve` itself: tests/integration/test_seed002_curl.py starts it and calls it.

@@ -101,3 +101,20 @@ def test_sessions_chat_stream_status_reset(sdk):
     sdk.reset("python-sdk-echo")
     assert sdk.chat("Hello!", session="python-sdk-echo", max_tokens=4, temperature=0, model="echo").response
     assert sdk.status("python-sdk-echo").model_name != sdk.status(session).model_name
+
+
+@pytest.mark.asyncio
+async def test_async_sessions_with_a_chosen_model(gateway):
+    # `fault`, a test model in the real Triton, answers "ok" to ordinary text: the reply names the model
+    session = "python-sdk-async-fault"
+    async with AsyncClient(gateway.url) as client:
+        await client.reset(session)
+        reply = await client.chat("Hello", session=session, model="fault", max_tokens=4)
+        assert (reply.status, reply.response.strip()) == ("success", "ok")
+        tokens = [e.token async for e in client.chat_stream("Again", session=session, max_tokens=4)]
+        assert "".join(tokens).strip() == "ok"  # the session kept its model
+        status = await client.status(session)
+        assert (status.model_name, status.conversation_length) == ("fault", 4)
+        await client.reset(session)
+        assert (await client.status(session)).conversation_length == 0
+        assert (await client.health())["models"]["smollm2"] == "healthy"

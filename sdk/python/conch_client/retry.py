@@ -12,3 +12,10 @@ def delay(attempt: int, retry_after: str | None, base: float = 0.5, cap: float =
         except ValueError:
             pass  # an HTTP date; fall back to exponential back-off
     return min(base * 2 ** attempt, cap)
+
+
+def wait_before_retry(status: int, retry_after: str | None, attempt: int, max_retries: int) -> float | None:
+    """Seconds to wait before trying again, or None when this answer is final."""
+    if status in RETRYABLE and attempt < max_retries:
+        return delay(attempt, retry_after)
+    return None

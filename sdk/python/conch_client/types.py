@@ -35,6 +35,14 @@ class Model(_Open):
     status: str | None = None
 
 
+class Accepted(Model):
+    """A management change the gateway accepted (create, start, stop, restart); progress shows in
+    the model's status (`get_model`)."""
+
+    name: str | None = None
+    message: str | None = None
+
+
 class ChatReply(_Open):
     message: str
     response: str

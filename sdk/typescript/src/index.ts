@@ -20,6 +20,7 @@ export interface Model { id: string; status?: string; [key: string]: unknown }
 export interface GenerateRequest {
   prompt: string; modelId?: string; maxTokens?: number; temperature?: number; topP?: number; stop?: string[]; seed?: number;
 }
+export interface ChatOptions { session?: string; maxTokens?: number; temperature?: number; model?: string }
 export interface ChatReply { message: string; response: string; status: string }
 export interface SessionStatus { model_name: string; device: string; conversation_length: number; memory_allocated: unknown }
 
@@ -34,6 +35,16 @@ function generateBody(r: GenerateRequest): Record<string, unknown> {
   if (r.stop) body.stop = r.stop;
   if (r.seed !== undefined) body.seed = r.seed;
   return body;
+}
+
+function chatBody(message: string, options: ChatOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = { message, max_tokens: options.maxTokens ?? 512, temperature: options.temperature ?? 0.7 };
+  if (options.model !== undefined) body.model = options.model;
+  return body;
+}
+
+function sessionHeader(session?: string): Record<string, string> {
+  return session ? { "X-Session-Id": session } : {};
 }
 
 function modelsOf(payload: any): Model[] {
@@ -131,15 +142,18 @@ export class LLMInferenceClient {
   deleteModel(id: string): Promise<unknown> {
     return this.request("DELETE", `/api/models/${encodeURIComponent(id)}`);
   }
-  chat(message: string, options: { session?: string; maxTokens?: number; temperature?: number } = {}): Promise<ChatReply> {
-    const body = { message, max_tokens: options.maxTokens ?? 512, temperature: options.temperature ?? 0.7 };
-    return this.request("POST", "/chat", body, options.session ? { "X-Session-Id": options.session } : {});
+  /** Seed 002's sessions. `model` picks the session's model (its first message chooses; later turns keep it). */
+  chat(message: string, options: ChatOptions = {}): Promise<ChatReply> {
+    return this.request("POST", "/chat", chatBody(message, options), sessionHeader(options.session));
+  }
+  chatStream(message: string, options: ChatOptions = {}): AsyncGenerator<StreamEvent> {
+    return this.stream("/chat", { ...chatBody(message, options), stream: true }, sessionHeader(options.session));
   }
   reset(session?: string): Promise<unknown> {
-    return this.request("POST", "/reset", undefined, session ? { "X-Session-Id": session } : {});
+    return this.request("POST", "/reset", undefined, sessionHeader(session));
   }
   status(session?: string): Promise<SessionStatus> {
-    return this.request("GET", "/status", undefined, session ? { "X-Session-Id": session } : {});
+    return this.request("GET", "/status", undefined, sessionHeader(session));
   }
   token(username: string, password: string): Promise<{ access_token: string; [k: string]: unknown }> {
     return this.request("POST", "/api/auth/token", { username, password });

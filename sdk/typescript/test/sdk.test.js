@@ -63,3 +63,24 @@ test("the error envelope becomes typed errors", { skip: !baseURL }, async () => 
     return true;
   });
 });
+
+test("chat({model}) picks the session's model; later turns and chatStream keep it", { skip: !baseURL }, async () => {
+  // `fault` (a test model in the real Triton) answers "ok" to ordinary text, so the reply says which model ran.
+  const session = `ts-sdk-model-${process.pid}`;
+  const other = `ts-sdk-default-${process.pid}`;
+  await client.reset(session);
+  await client.reset(other);
+  const first = await client.chat("Hello!", { session, model: "fault", maxTokens: 4, temperature: 0 });
+  assert.deepEqual([first.status, first.message, first.response.trim()], ["success", "Hello!", "ok"]);
+  const again = await client.chat("And now?", { session, maxTokens: 4, temperature: 0 });
+  assert.equal(again.response.trim(), "ok");
+  let streamed = "";
+  for await (const event of client.chatStream("Once more", { session, maxTokens: 4, temperature: 0 })) streamed += event.token;
+  assert.equal(streamed.trim(), "ok");
+  const status = await client.status(session);
+  assert.equal(status.conversation_length, 6);
+  await client.chat("Hello!", { session: other, maxTokens: 4, temperature: 0 });
+  assert.notEqual((await client.status(other)).model_name, status.model_name);
+  await client.reset(session);
+  assert.equal((await client.status(session)).conversation_length, 0);
+});
