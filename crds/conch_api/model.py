@@ -190,10 +190,10 @@ class LlamaCppSpec(_Spec):
                                  "attention never changes kernel with the batch shape). Off, a request served alone "
                                  "always gets the same answer, but under concurrency a sequence longer than 256 "
                                  "tokens may get another one (runtimes/llama_cpp/README.md).")
-    prefixCache: bool = Field(False, description="Keep each slot's KV cache after a request and reuse a common "
-                              "prompt prefix (whole prefill chunks): faster multi-turn chats. Answers stay the same "
-                              "with batchInvariant; without it, a reused prefix computed under concurrency may "
-                              "change a later answer.")
+    prefixCache: bool = Field(True, description="Keep each slot's KV cache after a request and reuse the longest "
+                              "common prompt prefix (a shared system prompt, earlier chat turns): a shorter time to "
+                              "first token. Answers do not change: reuse stops at 256 tokens, below which every "
+                              "cached entry has the bits a fresh prefill gives (with batchInvariant, no limit).")
 
 
 class GPUSpec(_Spec):

@@ -65,7 +65,7 @@ def llama_cpp_config(
     interface: str = "ensemble",
     slots: int = 8,
     max_queue: int = 64,
-    prefix_cache: bool = False,
+    prefix_cache: bool = True,
     batch_invariant: bool = False,
 ) -> mc.ModelConfig:
     """A decoupled Python-backend model running a GGUF file, speaking TensorRT-LLM's `ensemble`

@@ -227,7 +227,7 @@ def grpc_address(server: TritonServer) -> str:
 def test_config_carries_the_slots_and_the_queue_limit(small):
     parameters = httpx.get(f"{small.url}/v2/models/batched/config").json()["parameters"]
     assert parameters["slots"]["string_value"] == "2" and parameters["max_queue"]["string_value"] == "1"
-    assert parameters["prefix_cache"]["string_value"] == "false"
+    assert parameters["prefix_cache"]["string_value"] == "true"  # the default
     assert metric(small, "conch_llama_cpp_sequence_slots", "batched") == 2
 
 

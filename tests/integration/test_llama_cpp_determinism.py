@@ -111,3 +111,22 @@ def test_batch_invariant_cache_gives_the_same_logits_alone_in_a_batch_and_after_
     alone = {p: served.run_together([p])[p] for p in PROMPTS}
     assert served.run_together(PROMPTS) == alone
     assert served.run_together(PROMPTS[1:]) == {p: alone[p] for p in PROMPTS[1:]}  # slots hold their prefixes now
+
+
+CHAT = ["<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
+        for question in ("Describe the water cycle to a class of ten year old students.",
+                         "Give a detailed recipe for making pancakes, from the ingredients to serving them.")]
+
+
+def test_f16_cache_a_reused_prefix_gives_the_same_logits_as_a_fresh_prompt(serve):
+    """The default prefix cache (f16, reuse below 256 tokens, ending anywhere — here inside the
+    first prefill chunk): the second chat gets bit-identical logits with the shared system prompt
+    reused from the first chat's slot and computed afresh."""
+    fresh = serve("f16", prefix_cache=False).run_together(CHAT[1:])[CHAT[1]]
+    cached = serve("f16")  # the defaults: prefix cache on
+    cached.run_together(CHAT[:1])
+    reused_before = cached.engine.stats.reused_tokens
+    assert cached.run_together(CHAT[1:])[CHAT[1]] == fresh
+    reused = cached.engine.stats.reused_tokens - reused_before
+    assert 16 < reused < 32, f"the system prompt's tokens should have been reused, not {reused}"

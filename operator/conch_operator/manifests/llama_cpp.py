@@ -26,8 +26,11 @@ def interface(model: Model) -> TensorInterface:
 
 
 def repository_files(model: Model) -> dict[str, str]:
+    options = model.spec.llama_cpp
     return repository.llama_cpp_files(triton_model(model), gguf_path(model), n_ctx=model.spec.engine.maxSeqLen,
-                                      n_threads=cpu_threads(model))
+                                      n_threads=cpu_threads(model), slots=model.spec.engine.maxBatchSize,
+                                      max_queue=options.maxQueue, prefix_cache=options.prefixCache,
+                                      batch_invariant=options.batchInvariant)
 
 
 def gguf_path(model: Model) -> str:

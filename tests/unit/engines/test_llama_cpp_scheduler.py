@@ -1,5 +1,5 @@
 """The llama-cpp runtime's batching policy: slots, the bounded queue, the short lane, chunked
-prefill within a budget, and prefix reuse on chunk boundaries (pure logic, no llama.cpp)."""
+prefill within a budget, and prefix reuse (pure logic, no llama.cpp)."""
 
 from __future__ import annotations
 
@@ -136,11 +136,13 @@ def test_a_withdrawn_request_leaves_the_queue():
     assert scheduler.waiting == 0
 
 
-def test_prefix_reuse_ends_on_a_chunk_boundary_and_before_the_last_prompt_token():
-    assert reusable_prefix([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 0], chunk=4) == 4
-    assert reusable_prefix([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8], chunk=4) == 4  # not the whole prompt
-    assert reusable_prefix([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9], chunk=4) == 8
-    assert reusable_prefix([9, 2], [1, 2], chunk=1) == 0
+def test_prefix_reuse_stops_before_the_last_prompt_token_and_at_the_limit():
+    assert reusable_prefix([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 0]) == 7
+    assert reusable_prefix([1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6, 7, 8]) == 7  # not the whole prompt
+    assert reusable_prefix([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9], limit=5) == 5
+    assert reusable_prefix([1, 2, 3], [1, 2, 3, 4, 5], limit=None) == 3
+    assert reusable_prefix([9, 2], [1, 2]) == 0
+    assert reusable_prefix([1], [1]) == 0 and reusable_prefix([], [1, 2]) == 0
 
 
 def test_with_the_prefix_cache_a_request_takes_the_slot_holding_its_prefix():
@@ -153,12 +155,23 @@ def test_with_the_prefix_cache_a_request_takes_the_slot_holding_its_prefix():
     scheduler.release(old, cached_tokens=[7, 7, 7, 7, 7, 1, 2])
     scheduler.submit("new", [7, 7, 7, 7, 7, 7, 3], 5)
     (new,) = scheduler.admit()
-    assert new.slot == old.slot and new.reused == new.fed == 4
-    assert scheduler.plan().prefill[0].start == 4
+    assert new.slot == old.slot and new.reused == new.fed == 5
+    first = scheduler.plan().prefill[0]
+    assert (first.start, first.end) == (5, 7)  # the rest of the prompt, up to the next chunk boundary
+
+
+def test_the_prefix_cache_limit_caps_reuse():
+    scheduler = Scheduler(limits(prefix_cache=True, prefix_cache_limit=3, short_lane=False))
+    scheduler.submit("old", [7] * 9, 5)
+    (old,) = scheduler.admit()
+    scheduler.release(old, cached_tokens=[7] * 9)
+    scheduler.submit("new", [7] * 9, 5)
+    (new,) = scheduler.admit()
+    assert new.reused == 3
 
 
 def test_without_the_prefix_cache_nothing_is_reused():
-    scheduler = Scheduler(limits(short_lane=False))
+    scheduler = Scheduler(limits(prefix_cache=False, short_lane=False))
     scheduler.submit("old", [7] * 9, 5)
     (old,) = scheduler.admit()
     scheduler.release(old, cached_tokens=[7] * 9)
@@ -172,6 +185,8 @@ def test_limits_are_checked():
         Limits(slots=0)
     with pytest.raises(ValueError):
         Limits(prefill_chunk=64, prefill_budget=32)
+    with pytest.raises(ValueError):
+        Limits(prefix_cache_limit=-1)
     assert Limits(slots=8).sequences == 9 and Limits(slots=8, short_lane=False).sequences == 8
     assert Limits(slots=2).lane == 0 and list(Limits(slots=2).regular) == [1, 2]
     assert list(Limits(slots=2, short_lane=False).regular) == [0, 1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from conch_api import Model
 from conch_operator import render
 from conch_operator.settings import OperatorSettings
@@ -43,6 +45,20 @@ def test_config_change_changes_the_pod_template():
     b = by_kind(render.desired_objects(model(engine={"maxSeqLen": 8192, "maxInputLen": 1024}), SETTINGS))["Deployment"]
     hash_of = lambda d: d["spec"]["template"]["metadata"]["annotations"]["conch.dev/config-hash"]  # noqa: E731
     assert hash_of(a) != hash_of(b)
+
+
+def test_llama_cpp_options_reach_the_triton_model_config():
+    def parameters(**spec) -> dict[str, str]:
+        config = by_kind(render.desired_objects(model(**spec), SETTINGS))["ConfigMap"]["data"]["m__config.pbtxt"]
+        found = re.findall(r'key: "(\w+)"\s+value \{\s+string_value: "([^"]*)"', config)
+        return dict(found)
+
+    defaults = parameters()
+    assert (defaults["slots"], defaults["max_queue"], defaults["prefix_cache"], defaults["batch_invariant"]) == \
+        ("8", "64", "true", "false")
+    tuned = parameters(engine={"maxBatchSize": 3}, llamaCpp={"maxQueue": 5, "prefixCache": False, "batchInvariant": True})
+    assert (tuned["slots"], tuned["max_queue"], tuned["prefix_cache"], tuned["batch_invariant"]) == \
+        ("3", "5", "false", "true")
 
 
 def test_sources_mount_where_the_config_points():

@@ -62,6 +62,7 @@ class EngineStats:
     waiting: int = 0
     running: int = 0
     steps: int = 0
+    reused_tokens: int = 0  # prompt tokens taken from a slot's cache instead of computed (prefix cache)
 
 
 class Engine:
@@ -115,6 +116,7 @@ class Engine:
         with self._cond:
             admitted = self._scheduler.admit()
         for running in admitted:
+            self.stats.reused_tokens += running.reused
             self._start(running)
         with self._cond:
             plan = self._scheduler.plan()

@@ -12,8 +12,9 @@ prompt of at most `short_max_prompt` tokens: such a request does not wait behind
 generations, at most behind another short one.
 
 Chunk boundaries are multiples of `prefill_chunk` counted from the start of the prompt, whatever
-else runs, so a prompt alone is always processed in the same pieces (see the README on
-determinism), and a reused prefix (`reusable_prefix`) always ends on such a boundary.
+else runs. With the prefix cache, a request takes the free slot whose cached tokens share the
+longest prefix with its prompt and computes only the rest (`reusable_prefix`; the README on
+determinism says why answers do not change).
 """
 
 from __future__ import annotations
@@ -42,13 +43,19 @@ class Limits:
     short_lane: bool = True  # one more slot, for short requests only
     short_max_tokens: int = 16  # what counts as short: new tokens asked for…
     short_max_prompt: int = 256  # …and prompt tokens
-    prefix_cache: bool = False  # keep each slot's tokens after a request, to reuse a common prefix
+    prefix_cache: bool = True  # keep each slot's tokens after a request, to reuse a common prefix
+    # Leading tokens whose cached entries may be reused (None: all). With the f16 KV cache, entries
+    # past 256 may have been computed by llama.cpp's split-KV attention kernel (a lone sequence
+    # decoding one token), which rounds differently from a fresh prefill; below 256 they never are.
+    prefix_cache_limit: int | None = 256
 
     def __post_init__(self):
         if self.slots < 1 or self.max_waiting < 0 or self.prefill_chunk < 1:
             raise ValueError(f"invalid scheduler limits: {self}")
         if self.prefill_budget < self.prefill_chunk:
             raise ValueError("prefill_budget must hold at least one prefill chunk")
+        if self.prefix_cache_limit is not None and self.prefix_cache_limit < 0:
+            raise ValueError("prefix_cache_limit must be >= 0")
 
     @property
     def sequences(self) -> int:
@@ -237,19 +244,23 @@ class Scheduler:
     def _best_slot(self, free: list[int], prompt: Sequence[int]) -> tuple[int, int]:
         if not self.limits.prefix_cache:
             return free[0], 0
-        best = max(free, key=lambda s: (reusable_prefix(self._cached.get(s, ()), prompt, self.limits.prefill_chunk),
+        limit = self.limits.prefix_cache_limit
+        best = max(free, key=lambda s: (reusable_prefix(self._cached.get(s, ()), prompt, limit),
                                         s not in self._cached))  # ties: a slot with nothing cached
-        return best, reusable_prefix(self._cached.get(best, ()), prompt, self.limits.prefill_chunk)
+        return best, reusable_prefix(self._cached.get(best, ()), prompt, limit)
 
 
-def reusable_prefix(cached: Sequence[int], prompt: Sequence[int], chunk: int) -> int:
-    """Prompt tokens whose KV cache entries can be kept: the common prefix, cut to a multiple of
-    `chunk` (so the rest is prefilled in the same pieces as a fresh prompt) and short of the whole
-    prompt (the last prompt token must be computed to give the logits of the first new one)."""
+def reusable_prefix(cached: Sequence[int], prompt: Sequence[int], limit: int | None = None) -> int:
+    """Prompt tokens whose KV cache entries can be kept: the common prefix, at most `limit` tokens,
+    short of the whole prompt (the last prompt token must be computed to give the logits of the
+    first new one). It may end anywhere: every prompt token's entries and logits come out with
+    the same bits whatever chunk it was prefilled in (per-row attention and matmuls below 64
+    tokens a chunk, measured in tests/integration/test_llama_cpp_determinism.py)."""
     common = 0
     for a, b in zip(cached, prompt):
         if a != b:
             break
         common += 1
-    common = min(common, len(prompt) - 1)
-    return common - common % chunk
+    if limit is not None:
+        common = min(common, limit)
+    return max(0, min(common, len(prompt) - 1))

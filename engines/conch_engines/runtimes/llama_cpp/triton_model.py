@@ -303,12 +303,14 @@ def limits_from(params: dict[str, str]) -> Limits:
         max_waiting=value("max_queue", defaults.max_waiting),
         prefill_chunk=value("prefill_chunk", defaults.prefill_chunk),
         prefill_budget=value("prefill_budget", defaults.prefill_budget),
-        prefix_cache=_flag(params, "prefix_cache"),
+        prefix_cache=_flag(params, "prefix_cache", defaults.prefix_cache),
+        # with the 8-bit cache every entry is what a fresh prefill computes: reuse has no limit
+        prefix_cache_limit=None if _flag(params, "batch_invariant") else defaults.prefix_cache_limit,
     )
 
 
-def _flag(params: dict[str, str], name: str) -> bool:
-    return params.get(name, "false").lower() == "true"
+def _flag(params: dict[str, str], name: str, default: bool = False) -> bool:
+    return params.get(name, "true" if default else "false").lower() == "true"
 
 
 def parse_request(request, interface: Interface = ENSEMBLE) -> tuple[GenerationParams, dict]:
