@@ -56,6 +56,7 @@ NON_STREAMING = {
     "/v1/generate": lambda p: {"model_id": "fault", "inputs": f"TICK: {p}", "parameters": {"max_new_tokens": 4000}},
     "/generate": lambda p: {"model": "fault", "inputs": f"TICK: {p}", "parameters": {"max_new_tokens": 4000}},
     "/api/v1/generate": lambda p: {"model": "fault", "prompt": f"TICK: {p}", "max_tokens": 4000},
+    "/chat": lambda p: {"model": "fault", "message": f"TICK: {p}", "max_tokens": 4000},  # seed 002's sessions
 }
 
 
