@@ -117,7 +117,7 @@ class RealNode:
             imported: dict[str, list[str]] = json.loads(ledger.read_text())
         except (OSError, ValueError):
             imported = {}
-        present = set(self.images())
+        present = self.complete_images()  # a store kept from a run that was killed may hold names without content
         wanted: set[str] = set()
         for archive in archives:
             names = imported.get(archive.name)
@@ -131,6 +131,11 @@ class RealNode:
                        if name not in wanted and not name.startswith("sha256:") and "@sha256:" not in name)
         if stale:
             self.ctr("images", "remove", *stale)
+
+    def complete_images(self) -> set[str]:
+        """Image names whose every blob is in the store (`ctr images check` says complete)."""
+        out = self.ctr("images", "check").stdout.splitlines()[1:]
+        return {fields[0] for fields in map(str.split, out) if len(fields) > 3 and fields[3] == "complete"}
 
     def images(self) -> dict[str, str]:
         """Image name → digest, as the node's containerd knows them."""
