@@ -56,10 +56,12 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
         await triton.start()
         await authentication.start()
         await model_source.start(registry)
+        await monitoring_setup.start(app)  # the watched monitoring ConfigMap (issue 16)
         log.info("serving %d model(s): %s", len(registry.all()), ", ".join(m.id for m in registry.all()) or "none")
         try:
             yield
         finally:
+            await monitoring_setup.stop(app)
             await model_source.stop()
             await authentication.stop()
             await quotas.close()
@@ -98,20 +100,11 @@ def create_app(settings: Settings | None = None, source_factory: SourceFactory |
     install_error_handlers(app)
     for module in (generate, openai, models, api_v1, tgi, tei, health, metrics, auth):
         app.include_router(module.router)
-    # Monitoring (issue 16, docs/monitoring.md): system/GPU status and the bounded request history.
-    from .monitoring.config import LocalConfigStore
-    from .monitoring.history import History
-    from .monitoring.middleware import HistoryMiddleware
-    from .monitoring.routes import Monitoring, router as monitoring_router
-    from .monitoring.ws import router as monitoring_ws_router
+    # Monitoring (issue 16, docs/monitoring.md): system/GPU status, the bounded request history,
+    # config and alerts, /ws/monitor.
+    from .monitoring import setup as monitoring_setup
 
-    app.state.monitoring = Monitoring(
-        history=History(settings.monitoring_history_size),
-        store=LocalConfigStore(settings.monitoring_state_dir),
-        authenticator=authentication.authenticator)
-    app.include_router(monitoring_router)
-    app.include_router(monitoring_ws_router)
-    app.add_middleware(HistoryMiddleware, history=app.state.monitoring.history)
+    monitoring_setup.install(app, settings, registry, authentication.authenticator, app_metrics)
     # Chat sessions (issue 17, docs/sessions.md): seed 002's /chat, /reset, /status, in Redis when set.
     import dataclasses
 

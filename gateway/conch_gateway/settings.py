@@ -94,6 +94,10 @@ class Settings(BaseSettings):
                                               "when unset.")
     monitoring_history_size: int = Field(100_000, ge=100, description="Requests kept by the in-process history "
                                          "behind /api/monitoring (oldest dropped beyond).")
+    monitoring_config_map: str | None = Field(
+        None, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        description="ConfigMap ([namespace/]name; the pod's namespace by default) holding /api/config and its alert "
+        "rules, watched by every replica (the chart sets it); the state dir or memory when unset.")
     # Model management (issue 16, docs/management.md): seed 003's /api/models, on only where it may write.
     management: bool = Field(False, description="Serve the model management routes (/api/models, "
                              "/api/v1/models/{id}/…, /modify_cluster_state). In a cluster only the management "

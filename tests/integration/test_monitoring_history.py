@@ -36,6 +36,47 @@ def test_metrics_match_what_was_sent(client):
     assert body["total"]["requests_per_s"] == pytest.approx((ok + bad) / window, rel=1e-3)  # ISO times round to µs
 
 
+def test_per_model_figures_match_what_each_model_was_sent(client):
+    """Two models of the real Triton: echo answers; fault answers "ok" or fails on "FAIL: ..." —
+    an error after the model was resolved, so it is that model's error. A request for a model not
+    served counts in the total only."""
+    def generate(model: str, text: str) -> int:
+        return client.post("/v1/generate", json={"model_id": model, "inputs": text,
+                                                 "parameters": {"max_new_tokens": 2}}).status_code
+
+    time.sleep(0.01)
+    start = datetime.now(timezone.utc)
+    assert [generate("echo", "Hi") for _ in range(3)] == [200] * 3
+    assert [generate("fault", "Hi") for _ in range(2)] == [200] * 2
+    failed = [generate("fault", "FAIL: on purpose") for _ in range(2)]
+    assert all(status >= 500 for status in failed), failed
+    assert generate("no-such-model", "Hi") == 400
+    end = datetime.now(timezone.utc)
+    window = {"start_time": start.isoformat(), "end_time": end.isoformat()}
+
+    body = client.get("/api/monitoring/metrics", params=window).json()
+    assert body["total"]["requests"] == 8 and body["total"]["errors"] == 3
+    models = {m["key"]: m for m in body["models"]}
+    assert set(models) == {"echo", "fault"}  # the unknown name resolved to no model
+    assert (models["echo"]["requests"], models["echo"]["errors"]) == (3, 0)
+    assert (models["fault"]["requests"], models["fault"]["errors"]) == (4, 2)
+    assert models["fault"]["error_rate"] == pytest.approx(0.5)
+    for figures in models.values():
+        latency = figures["latency"]
+        assert 0 < latency["min_s"] <= latency["p50_s"] <= latency["max_s"] <= (end - start).total_seconds()
+
+    # One model: its total, its routes and itself only.
+    one = client.get("/api/monitoring/metrics", params={**window, "model_id": "fault"}).json()
+    assert one["model_id"] == "fault"
+    assert (one["total"]["requests"], one["total"]["errors"]) == (4, 2)
+    assert [(s["key"], s["requests"]) for s in one["series"]] == [("/v1/generate", 4)]
+    assert [m["key"] for m in one["models"]] == ["fault"]
+    # /performance answers the same question over the last time_range seconds.
+    recent = client.get("/api/monitoring/performance", params={"model_id": "echo", "time_range": 600}).json()
+    assert recent["models"][0]["key"] == "echo" and recent["total"]["requests"] >= 3
+    assert client.get("/api/monitoring/performance", params={"model_id": ""}).status_code == 422
+
+
 def test_a_reversed_window_is_refused_in_the_envelope(client):
     answer = client.get("/api/monitoring/metrics", params={"start_time": "2026-01-02T00:00:00Z",
                                                            "end_time": "2026-01-01T00:00:00Z"})

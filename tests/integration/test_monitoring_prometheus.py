@@ -1,10 +1,13 @@
 """A real Prometheus (Debian's `prometheus`, `make system-packages`) scraping a real gateway every
 second and evaluating the rule file the gateway writes for POST /api/config/alerts: the rule is
-loaded after /-/reload, evaluated healthy and fires; and /api/monitoring answered from Prometheus
-counts the requests the test sent."""
+loaded after /-/reload, evaluated healthy and fires, and the gateway, reading Prometheus' alerts,
+sends a system_alert on /ws/monitor; /api/monitoring answered from Prometheus counts the requests
+the test sent, per route and per model."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shutil
 import subprocess
 import time
@@ -13,6 +16,7 @@ from typing import Callable
 
 import httpx
 import pytest
+import websockets
 import yaml
 
 from support import free_port
@@ -24,6 +28,7 @@ pytestmark = pytest.mark.triton
 
 ROUTE = "/v1/models"
 SENT = 7
+ECHO_OK, FAULT_FAILED = 3, 2  # requests to two models of the real Triton
 
 
 def _until(check: Callable[[], object], seconds: float, what: str) -> object:
@@ -69,6 +74,10 @@ def test_alert_rules_and_metrics_through_a_real_prometheus(triton, tmp_path):
                 _until(lambda: prom.get("/-/ready").status_code == 200, 30, "Prometheus ready")
                 for _ in range(SENT):
                     assert client.get(ROUTE).status_code == 200
+                for model, text, count in (("echo", "Hi", ECHO_OK), ("fault", "FAIL: on purpose", FAULT_FAILED)):
+                    for _ in range(count):
+                        status = client.post("/v1/generate", json={"model_id": model, "inputs": text}).status_code
+                        assert (status == 200) == (model == "echo"), (model, status)
 
                 rule = {"name": "ConchServedRequests", "expr": f'sum(conch_http_requests_total{{route="{ROUTE}"}}) > 0',
                         "for": "0s", "severity": "info", "summary": "the gateway served requests"}
@@ -90,6 +99,14 @@ def test_alert_rules_and_metrics_through_a_real_prometheus(triton, tmp_path):
 
                 assert _until(scraped_total, 20, "Prometheus scraped the requests") == SENT
 
+                def scraped_models():
+                    result = prom.get("/api/v1/query", params={
+                        "query": "sum(conch_model_requests_total)"}).json()["data"]["result"]
+                    total = float(result[0]["value"][1]) if result else 0
+                    return total if total >= ECHO_OK + FAULT_FAILED else None
+
+                assert _until(scraped_models, 20, "Prometheus scraped the per-model counts") == ECHO_OK + FAULT_FAILED
+
                 # /api/monitoring answered from Prometheus once the config names it; same shape.
                 assert client.put("/api/config", json={"prometheus_url": prom_url}).status_code == 200
                 report = client.get("/api/monitoring/performance", params={"time_range": 300}).json()
@@ -100,12 +117,34 @@ def test_alert_rules_and_metrics_through_a_real_prometheus(triton, tmp_path):
                 assert series[ROUTE]["requests"] == SENT
                 assert series[ROUTE]["latency"]["avg_s"] > 0 and series[ROUTE]["latency"]["min_s"] is None
                 assert series[ROUTE]["errors"] == 0
-                assert report["total"]["requests"] >= series[ROUTE]["requests"]
-                one = client.get("/api/monitoring/performance", params={"time_range": 300, "model_id": ROUTE}).json()
-                assert [s["key"] for s in one["series"]] == [ROUTE]
+                assert report["total"]["requests"] >= SENT + ECHO_OK + FAULT_FAILED
+                models = {m["key"]: m for m in report["models"]}
+                assert set(models) == {"echo", "fault"}
+                assert (models["echo"]["requests"], models["echo"]["errors"]) == (ECHO_OK, 0)
+                assert (models["fault"]["requests"], models["fault"]["errors"]) == (FAULT_FAILED, FAULT_FAILED)
+                assert models["echo"]["latency"]["avg_s"] > 0
+                one = client.get("/api/monitoring/performance", params={"time_range": 300, "model_id": "fault"}).json()
+                assert one["model_id"] == "fault" and one["source"] == "prometheus"
+                assert (one["total"]["requests"], one["total"]["errors"]) == (FAULT_FAILED, FAULT_FAILED)
+                assert [(s["key"], s["requests"]) for s in one["series"]] == [("/v1/generate", FAULT_FAILED)]
+                assert [m["key"] for m in one["models"]] == ["fault"]
+
+                # The firing rule reaches a WebSocket client as a system_alert, read from Prometheus.
+                alert = asyncio.run(_first_alert(gateway.url.replace("http", "ws") + "/ws/monitor"))
+                assert alert["type"] == "system_alert"
+                assert {k: alert["data"][k] for k in ("name", "severity", "message", "state", "source")} == {
+                    "name": rule["name"], "severity": "info", "message": rule["summary"], "state": "firing",
+                    "source": "prometheus"}
         finally:
             process.terminate()
             process.wait(15)
+
+
+async def _first_alert(url: str) -> dict:
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "events": ["system_alerts"]}))
+        assert json.loads(await ws.recv())["type"] == "subscribed"
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
 
 
 def test_an_unreachable_prometheus_is_a_4xx_naming_the_setting(triton, tmp_path):

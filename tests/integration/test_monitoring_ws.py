@@ -1,6 +1,7 @@
 """/ws/monitor on a real gateway (auth on) and real Triton: refused without a token, 100
-clients subscribed at once, and a model leaving the routing table reaches every one of them
-within a second."""
+clients subscribed at once, a model leaving the routing table reaches every one of them within a
+second (pushed by the registry, not polled), and an alert rule made through the API fires a
+system_alert once the requests the test sends cross it."""
 
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ def test_hundred_clients_see_a_model_status_change_within_a_second(secured):
             await ws.send(json.dumps({"action": "subscribe", "events": ["model_status"]}))
         for ws in clients:
             assert json.loads(await ws.recv())["events"] == ["model_status_update"]
-        await asyncio.sleep(0.5)  # the poller has taken its first look
         started = time.monotonic()
         registry.remove("echo")  # the gateway thread's registry; the local source re-adds it later
 
@@ -78,3 +78,47 @@ def test_unknown_subscription_is_answered_with_an_error(secured):
 
     answer = asyncio.run(run())
     assert answer["type"] == "error" and answer["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_a_rule_made_through_the_api_fires_a_system_alert_when_requests_cross_it(secured):
+    """Evaluated locally (no Prometheus configured) against the gateway's own history: the rule
+    holds once the third request for `fault` is in its 5 s range, and stops holding when they age out."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    rule = {"name": "FaultBusy", "expr": 'sum(increase(conch_model_requests_total{model="fault"}[5s])) >= 3',
+            "for": "0s", "severity": "critical", "summary": "fault got 3 requests in 5s"}
+    url = secured.url.replace("http", "ws") + f"/ws/monitor?token={KEY}"
+
+    async def run():
+        async with httpx.AsyncClient(base_url=secured.url, headers=headers, timeout=30) as client, \
+                websockets.connect(url) as ws:
+            assert (await client.post("/api/config/alerts", json=rule)).status_code == 201
+            await ws.send(json.dumps({"action": "subscribe", "events": ["system_alerts"]}))
+            assert json.loads(await ws.recv())["events"] == ["system_alert"]
+
+            async def generate():
+                answer = await client.post("/v1/generate", json={"model_id": "fault", "inputs": "Hi",
+                                                                 "parameters": {"max_new_tokens": 2}})
+                assert answer.status_code == 200, answer.text
+
+            for _ in range(2):
+                await generate()
+            with pytest.raises(asyncio.TimeoutError):  # below the threshold: evaluated, not firing
+                await asyncio.wait_for(ws.recv(), 2.5)
+            await generate()
+            crossed = time.monotonic()
+            fired = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            fired_after = time.monotonic() - crossed
+            resolved = json.loads(await asyncio.wait_for(ws.recv(), 15))
+            return fired, fired_after, resolved
+
+    fired, fired_after, resolved = asyncio.run(run())
+    assert fired["type"] == "system_alert"
+    assert {k: fired["data"][k] for k in ("alert_id", "name", "severity", "message", "state", "source")} == {
+        "alert_id": "FaultBusy", "name": "FaultBusy", "severity": "critical",
+        "message": "fault got 3 requests in 5s", "state": "firing", "source": "local"}
+    assert fired["data"]["timestamp"].endswith("Z")
+    assert fired_after < 2.5  # evaluated every second
+    assert resolved["type"] == "system_alert" and resolved["data"]["state"] == "resolved"
+    assert resolved["data"]["alert_id"] == "FaultBusy"

@@ -1,10 +1,11 @@
 """The management service against the real kube-apiserver, as the chart's management
-ServiceAccount (a token of it, nothing else): writes, conflicts, unknown ids; and the inference
-gateway's ServiceAccount stays read-only."""
+ServiceAccount (a token of it, nothing else): writes, conflicts, unknown ids, a create asking for
+more GPUs than any (kwok) node has; and the inference gateway's ServiceAccount stays read-only."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import yaml
@@ -101,3 +102,75 @@ def test_gateway_service_account_stays_read_only(cluster, rbac):
                            check=False).stdout.strip() == "yes"
     assert cluster.kubectl("auth", "can-i", "get", "secrets", "-n", rbac, "--as", management,
                            check=False).stdout.strip() == "yes"  # credentials, like the gateway
+
+
+@pytest.fixture
+def node_reader(cluster, rbac, tmp_path):
+    """The chart's management ClusterRole on nodes, under a name of this test's own: the chart's
+    cluster-scoped names belong to the chart tests' Helm releases."""
+    helm = Helm(helm_env(cluster.env(), tmp_path / "helm-nodes", cluster.bin_dir), tmp_path / "helm-nodes")
+    docs = [d for d in yaml.safe_load_all(helm("template", RELEASE, str(CHART), "-n", rbac).stdout) if d]
+    role = next(d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == f"{RELEASE}-management-nodes")
+    name = f"{rbac}-management-nodes"
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": f"{RELEASE}-management", "namespace": rbac}]}
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
+        {"apiVersion": role["apiVersion"], "kind": "ClusterRole", "metadata": {"name": name}, "rules": role["rules"]},
+        binding]))
+    yield rbac
+    cluster.kubectl("delete", "clusterrolebinding,clusterrole", name, "--wait=false", check=False)
+
+
+def _gpus(node: dict) -> int:
+    return int(node["status"].get("allocatable", {}).get("nvidia.com/gpu", 0))
+
+
+@pytest.fixture
+def biggest_gpu_nodes_cordoned(cluster):
+    """The fixtures' kwok GPU nodes with the most GPUs, cordoned for the test (a replica cannot
+    land there), so the largest schedulable node is below the 8 GPUs a Model may ask for."""
+    nodes = json.loads(cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    most = max(_gpus(n) for n in nodes)
+    biggest = [n["metadata"]["name"] for n in nodes if _gpus(n) == most]
+    for name in biggest:
+        cluster.kubectl("cordon", name)
+    try:
+        yield max(_gpus(n) for n in nodes if n["metadata"]["name"] not in biggest)
+    finally:
+        for name in biggest:
+            cluster.kubectl("uncordon", name, check=False)
+
+
+def test_more_gpus_than_any_node_has_is_insufficient_resources(cluster, node_reader, biggest_gpu_nodes_cordoned,
+                                                                tmp_path):
+    """The largest allocatable nvidia.com/gpu of one schedulable node bounds a replica's GPUs."""
+    largest = biggest_gpu_nodes_cordoned
+    assert 0 < largest < 8  # the fixtures' other GPU node
+    body = {"name": "big", "framework": "tensorrt-llm", "config": {"model_path": "hf://org/model"},
+            "resource_requirements": {"gpu_count": largest + 1}}
+
+    async def scenario():
+        service = await _service(cluster, node_reader, f"{RELEASE}-management", tmp_path / "kc")
+        try:
+            with pytest.raises(ConchError) as short:
+                await service.create(ModelCreate.model_validate(body))
+            assert (short.value.status, short.value.code) == (503, "INSUFFICIENT_RESOURCES")
+            assert short.value.param == "resource_requirements.gpu_count"
+            assert f"has {largest} allocatable" in short.value.message
+            with pytest.raises(ConchError) as missing:
+                await service.get("big")
+            assert missing.value.code == "MODEL_NOT_FOUND"  # nothing was written
+            fits = {**body, "resource_requirements": {"gpu_count": largest}}
+            assert (await service.create(ModelCreate.model_validate(fits))).id == "big"
+            item = await service.get("big")
+            # An update asking for more than fits is refused the same way, and changes nothing.
+            with pytest.raises(ConchError) as grow:
+                await service.update("big", ModelUpdate.model_validate({**body, "resource_version": item.resource_version}))
+            assert grow.value.code == "INSUFFICIENT_RESOURCES"
+            assert (await service.get("big")).resource_version == item.resource_version
+            await service.delete("big")
+        finally:
+            await service.backend.close()
+
+    run(scenario())

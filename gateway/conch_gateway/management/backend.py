@@ -55,4 +55,6 @@ class Backend(Protocol):
 
     def logs(self, name: str, *, tail: int | None, since_s: int | None, follow: bool) -> AsyncIterator[str]: ...
 
+    async def largest_gpu_node(self, spec: dict[str, Any]) -> int | None: ...  # None: unknown
+
     async def close(self) -> None: ...

@@ -23,8 +23,8 @@ def stale_write(model_id: str) -> ConchError:
                       param="resource_version")
 
 
-def insufficient_resources(message: str) -> ConchError:
-    return ConchError(503, "INSUFFICIENT_RESOURCES", message)
+def insufficient_resources(message: str, param: str | None = None) -> ConchError:
+    return ConchError(503, "INSUFFICIENT_RESOURCES", message, param=param)
 
 
 def operation_timeout(operation: str, seconds: float) -> ConchError:

@@ -9,6 +9,7 @@ Deployment `<model>-triton` (conch_operator.manifests.kit.Names, which the gatew
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
@@ -17,6 +18,24 @@ from conch_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, Model
 from .backend import AlreadyExists, Entry, NotFound, Stale
 
 _TRITON_CONTAINER = "triton"
+_GPU = "nvidia.com/gpu"
+log = logging.getLogger("conch.gateway.management")
+
+
+def _may_run_on(spec: dict[str, Any], node) -> bool:
+    labels = node.metadata.labels or {}
+    wanted = dict(spec.get("nodeSelector") or {})
+    if (spec.get("gpu") or {}).get("product"):
+        wanted[f"{_GPU}.product"] = spec["gpu"]["product"]
+    return not (node.spec and node.spec.unschedulable) and all(labels.get(k) == v for k, v in wanted.items())
+
+
+def _quantity(value: str) -> int:
+    # Extended resources are whole numbers; anything else (a malformed node) counts as none.
+    try:
+        return int(value)
+    except ValueError:
+        return 0
 
 
 def _entry(obj: dict[str, Any]) -> Entry:
@@ -143,6 +162,21 @@ class KubernetesBackend:
                 text = await self._call(core.read_namespaced_pod_log(pod, self.namespace, **opts))
                 for line in text.splitlines():
                     yield f"{pod} {line}\n"
+
+    async def largest_gpu_node(self, spec: dict[str, Any]) -> int | None:
+        """The most nvidia.com/gpu one node the replica may land on can allocate (a replica's GPUs
+        are on one node): schedulable nodes carrying the spec's gpu.product and nodeSelector labels.
+        None when nodes cannot be read (RBAC): then the scheduler, not this check, has the last word."""
+        from kubernetes.aio import client
+        from kubernetes.aio.client.exceptions import ApiException
+
+        try:
+            nodes = await client.CoreV1Api(await self._client()).list_node()
+        except ApiException as exc:
+            log.warning("cannot list nodes to check GPU capacity: %s %s", exc.status, exc.reason)
+            return None
+        return max((_quantity((n.status.allocatable or {}).get(_GPU, "0")) for n in nodes.items
+                    if _may_run_on(spec, n)), default=0)
 
     async def close(self) -> None:
         if self._api is not None:

@@ -222,5 +222,8 @@ class LocalBackend:
                 else:
                     await asyncio.sleep(0.2)
 
+    async def largest_gpu_node(self, spec: dict[str, Any]) -> int | None:
+        return None  # the laptop serves llama.cpp on CPU only; creation refuses GPU runtimes already
+
     async def close(self) -> None:
         await self._http.close()

@@ -64,8 +64,21 @@ class ManagementService:
         except UnmappableField as exc:
             raise errors.unmappable(exc.field, exc.message) from None
 
+    async def _fits(self, spec: dict) -> None:
+        """A replica's GPUs must fit on one node: asking for more than any schedulable node has is
+        refused now (INSUFFICIENT_RESOURCES) rather than left Pending forever."""
+        wanted = (spec.get("gpu") or {}).get("count") or 0
+        if not wanted:
+            return
+        largest = await self.backend.largest_gpu_node(spec)
+        if largest is not None and wanted > largest:
+            raise errors.insufficient_resources(
+                f"{wanted} GPU(s) per replica were asked for; the largest schedulable node has {largest} "
+                "allocatable nvidia.com/gpu", param="resource_requirements.gpu_count")
+
     async def create(self, body: ModelCreate) -> Accepted:
         spec, annotations = self._map(body)
+        await self._fits(spec)
         with _mapped(body.name, "creation"):
             entry = await self.backend.create(body.name, spec, annotations)
         return Accepted(id=body.name, name=body.name, status="created", message=f"model {body.name} created; "
@@ -80,6 +93,7 @@ class ManagementService:
         if current.model.spec.runtime.value != spec["runtime"]:
             raise errors.unmappable("framework", "framework is immutable; create a new model instead")
         annotations.setdefault(ANNOTATION, "{}")  # clearing description/tags is an update too
+        await self._fits(spec)
         with _mapped(name, "update"):
             return _item(await self.backend.replace(name, spec, annotations, body.resource_version))
 

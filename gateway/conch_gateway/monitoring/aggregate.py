@@ -36,6 +36,15 @@ def by_key(samples: Sequence[Sample], window_s: float) -> tuple[SeriesStats, lis
     return stats("total", samples, window_s), [stats(k, groups[k], window_s) for k in sorted(groups)]
 
 
+def by_model(samples: Sequence[Sample], window_s: float) -> list[SeriesStats]:
+    """One series per model the requests resolved to; requests for no model are left out."""
+    groups: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        if sample.model is not None:
+            groups[sample.model].append(sample)
+    return [stats(m, groups[m], window_s) for m in sorted(groups)]
+
+
 def count_states(states: Sequence[str]) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
     for state in states:

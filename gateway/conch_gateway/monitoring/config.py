@@ -2,7 +2,11 @@
 
 Locally they live as files in the state dir: `monitoring-config.json`, and `alert-rules.yml` in
 Prometheus' own rule-file format, so a Prometheus given `rule_files: [<state dir>/alert-rules.yml]`
-evaluates the rules created through the API (reload it with SIGHUP or /-/reload)."""
+evaluates the rules created through the API (reload it with SIGHUP or /-/reload). In a cluster the
+same texts are the keys of one ConfigMap every replica watches (configmap.py).
+
+A store reads synchronously (a file, or the watched copy) and writes asynchronously; rules change
+through `update_rules`, a read-modify-write that a store makes safe against concurrent writers."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +27,10 @@ class MonitoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # An http(s) base URL only: /api/monitoring queries it, so anything else must be refused here.
-    prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2000,
+    # Explicit ranges, not \s: the OpenAPI document's (ECMA) \s and pydantic's (Unicode) differ on
+    # characters such as U+0085, and the document must refuse exactly what the route refuses.
+    prometheus_url: str | None = Field(None, pattern=r"^https?://[^\x00-\x20\x7f-\x9f/?#]+(/[^\x00-\x20\x7f-\x9f?#]*)?$",
+                                       max_length=2000,
                                        description="Prometheus HTTP API base URL (http or https); the local "
                                        "history when unset.")
     metrics_retention_s: int = Field(3600, ge=60, le=30 * 86400, description="Default window of /api/monitoring.")
@@ -50,6 +57,28 @@ def rule_file(rules: list[AlertRule]) -> dict:
     return {"groups": [{"name": "conch-api", "rules": [r.as_prometheus() for r in rules]}]}
 
 
+CONFIG_KEY, RULES_KEY, RULE_FILE_KEY = "monitoring-config.json", "alert-rules.json", "alert-rules.yml"
+RulesChange = Callable[[list[AlertRule]], list[AlertRule]]
+
+
+def config_text(config: MonitoringConfig) -> str:
+    return config.model_dump_json(indent=2)
+
+
+def rules_texts(rules: list[AlertRule]) -> dict[str, str]:
+    """The API's own view (aliases kept) and Prometheus' rule file."""
+    return {RULES_KEY: json.dumps([r.model_dump(by_alias=True) for r in rules]),
+            RULE_FILE_KEY: yaml.safe_dump(rule_file(rules), sort_keys=False)}
+
+
+def parse_config(text: str | None) -> MonitoringConfig:
+    return MonitoringConfig() if text is None else MonitoringConfig.model_validate_json(text)
+
+
+def parse_rules(text: str | None) -> list[AlertRule]:
+    return [] if text is None else [AlertRule.model_validate(r) for r in json.loads(text)]
+
+
 class LocalConfigStore:
     """Files in the state dir, replaced atomically so Prometheus never reads half a rule file.
     Without a state dir the same texts are kept in memory only (lost on restart, no rule file)."""
@@ -59,19 +88,20 @@ class LocalConfigStore:
         self._memory: dict[str, str] = {}
 
     def config(self) -> MonitoringConfig:
-        text = self._read("monitoring-config.json")
-        return MonitoringConfig() if text is None else MonitoringConfig.model_validate_json(text)
+        return parse_config(self._read(CONFIG_KEY))
 
-    def put_config(self, config: MonitoringConfig) -> None:
-        self._write("monitoring-config.json", config.model_dump_json(indent=2))
+    async def put_config(self, config: MonitoringConfig) -> None:
+        self._write(CONFIG_KEY, config_text(config))
 
     def rules(self) -> list[AlertRule]:
-        text = self._read("alert-rules.json")  # the API's own view, aliases kept
-        return [] if text is None else [AlertRule.model_validate(r) for r in json.loads(text)]
+        return parse_rules(self._read(RULES_KEY))
 
-    def put_rules(self, rules: list[AlertRule]) -> None:
-        self._write("alert-rules.json", json.dumps([r.model_dump(by_alias=True) for r in rules]))
-        self._write("alert-rules.yml", yaml.safe_dump(rule_file(rules), sort_keys=False))
+    async def update_rules(self, change: RulesChange) -> list[AlertRule]:
+        # No await between read and write: one event loop, so no other writer in between.
+        rules = change(self.rules())
+        for name, text in rules_texts(rules).items():
+            self._write(name, text)
+        return rules
 
     def _read(self, name: str) -> str | None:
         if self.directory is None:

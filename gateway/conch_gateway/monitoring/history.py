@@ -13,9 +13,11 @@ from typing import Iterable
 @dataclass(frozen=True, slots=True)
 class Sample:
     at: float  # unix seconds, when the request ended
-    key: str  # the route (or model) it is grouped by
+    key: str  # the route template it is grouped by
     status: int
     seconds: float
+    model: str | None = None  # the model id the request resolved to (None: no model, or none found)
+    method: str = ""
 
 
 class History:

@@ -62,12 +62,5 @@ def subscribed(events: list[str]) -> set[str]:
     return {EVENTS.get(e, e) for e in events}
 
 
-def status_changes(before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
-    """model_status_update payloads for models whose health changed, appeared or went away."""
-    changes = [{"model_id": m, "status": h, "health": h} for m, h in sorted(after.items()) if before.get(m) != h]
-    changes += [{"model_id": m, "status": "deleted", "health": "unknown"} for m in sorted(before) if m not in after]
-    return changes
-
-
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -3,10 +3,14 @@
 Counts are "counter at end minus counter at start" rather than increase(): a route first served
 inside the window has no earlier sample, and increase() would drop the requests counted before
 its first scrape; `or ... * 0` reads a series absent at the start as 0. A gateway restart inside
-the window (counter reset) makes that route's figure low — the price of exact small counts."""
+the window (counter reset) makes that route's figure low — the price of exact small counts.
+
+Per-model figures (and a report restricted to one model) come from the middleware's
+`conch_model_requests_total` / `conch_model_request_duration_seconds`, labelled by model and route."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime
 
@@ -15,8 +19,8 @@ import httpx
 from ..errors import invalid_request
 from .protocol import LatencyStats, MetricsReport, SeriesStats
 
-_REQUESTS = "conch_http_requests_total"
-_DURATION = "conch_http_request_duration_seconds"
+_HTTP = ("conch_http_requests_total", "conch_http_request_duration_seconds")
+_MODEL = ("conch_model_requests_total", "conch_model_request_duration_seconds")
 # The same routes the local history skips (middleware._SKIP), so both sources report alike.
 _KEEP = 'route!~"/api/monitoring.*|/api/system.*|/ws/.*|/metrics.*|/health.*"'
 
@@ -27,47 +31,62 @@ def _delta(metric: str, by: str, window_s: int, match: str = "") -> str:
     return f"({now} - (sum by ({by}) ({selector} offset {window_s}s) or {now} * 0))"
 
 
-async def _query(client: httpx.AsyncClient, base: str, expr: str, at: float) -> dict[str, float]:
-    """{route: value} of one instant query; "" is the key of a query without a route label."""
+def quoted(value: str) -> str:
+    """A PromQL string literal (model ids come from the caller: no injection into the query)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+async def _query(client: httpx.AsyncClient, base: str, expr: str, at: float, label: str) -> dict[str, float]:
+    """{label value: value} of one instant query; "" is the key of a query without that label."""
     response = await client.get(f"{base.rstrip('/')}/api/v1/query", params={"query": expr, "time": at})
     response.raise_for_status()
     out = {}
     for item in response.json()["data"]["result"]:
         value = float(item["value"][1])
         if not math.isnan(value):
-            out[item["metric"].get("route", "")] = value
+            out[item["metric"].get(label, "")] = value
     return out
 
 
 async def report(base: str, start: datetime, end: datetime, model_id: str | None = None) -> MetricsReport:
     window_s = max(1, round(end.timestamp() - start.timestamp()))
     at = end.timestamp()
-    exprs = {**_exprs("route", window_s), **{f"total_{k}": v for k, v in _exprs("", window_s).items()}}
+    # One model: every figure from the per-model metrics, restricted to it; else the HTTP metrics.
+    metrics, match = (_MODEL, f"model={quoted(model_id)}") if model_id is not None else (_HTTP, "")
+    groups = {"route": _exprs("route", window_s, metrics, match), "": _exprs("", window_s, metrics, match),
+              "model": _exprs("model", window_s, _MODEL, match)}
+    names = [(label, name) for label, exprs in groups.items() for name in exprs]
     try:
         async with httpx.AsyncClient(timeout=10) as client:
-            values = {name: await _query(client, base, expr, at) for name, expr in exprs.items()}
+            answers = await asyncio.gather(*(_query(client, base, groups[label][name], at, label)
+                                             for label, name in names))
     except (httpx.HTTPError, httpx.InvalidURL, KeyError, ValueError) as error:
         # The configured Prometheus is the caller's setting: a 4xx naming it, not a 500.
         raise invalid_request(f"the configured Prometheus ({base}) did not answer: {error}",
                               param="prometheus_url") from error
-    series = [_series(route, values, window_s) for route in sorted(values["requests"])
-              if round(values["requests"][route]) > 0]
+    values: dict[str, dict[str, dict[str, float]]] = {label: {} for label in groups}
+    for (label, name), answer in zip(names, answers):
+        values[label][name] = answer
     # The total from queries without the route label: percentiles of all requests, not of routes.
-    total = _series("", {k.removeprefix("total_"): v for k, v in values.items() if k.startswith("total_")},
-                    window_s, key="total")
-    if model_id is not None:
-        series = [s for s in series if s.key == model_id]
-    return MetricsReport(start_time=start, end_time=end, source="prometheus", total=total, series=series)
+    return MetricsReport(start_time=start, end_time=end, source="prometheus", model_id=model_id,
+                         total=_series("", values[""], window_s, key="total"),
+                         series=_all(values["route"], window_s), models=_all(values["model"], window_s))
 
 
-def _exprs(by: str, window_s: int) -> dict[str, str]:
+def _all(values: dict[str, dict[str, float]], window_s: int) -> list[SeriesStats]:
+    return [_series(key, values, window_s) for key in sorted(values["requests"]) if round(values["requests"][key]) > 0]
+
+
+def _exprs(by: str, window_s: int, metrics: tuple[str, str] = _HTTP, match: str = "") -> dict[str, str]:
+    requests, duration = metrics
     le = f"{by}, le" if by else "le"
+    errors = ",".join(m for m in (match, 'status=~"[45].."') if m)
     return {
-        "requests": _delta(_REQUESTS, by, window_s),
-        "errors": _delta(_REQUESTS, by, window_s, 'status=~"[45].."'),
-        "sum": _delta(f"{_DURATION}_sum", by, window_s),
-        "count": _delta(f"{_DURATION}_count", by, window_s),
-        **{f"p{q}": f"histogram_quantile(0.{q:02d}, {_delta(f'{_DURATION}_bucket', le, window_s)})"
+        "requests": _delta(requests, by, window_s, match),
+        "errors": _delta(requests, by, window_s, errors),
+        "sum": _delta(f"{duration}_sum", by, window_s, match),
+        "count": _delta(f"{duration}_count", by, window_s, match),
+        **{f"p{q}": f"histogram_quantile(0.{q:02d}, {_delta(f'{duration}_bucket', le, window_s, match)})"
            for q in (50, 95, 99)},
     }
 

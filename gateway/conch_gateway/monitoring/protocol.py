@@ -73,5 +73,8 @@ class MetricsReport(BaseModel):
     end_time: datetime
     source: str = Field(description="local: this replica's bounded in-process history; prometheus: the "
                                     "configured Prometheus (every scraped replica).")
+    model_id: str | None = Field(None, description="The model the report is restricted to (performance?model_id=).")
     total: SeriesStats
-    series: list[SeriesStats]
+    series: list[SeriesStats] = Field(description="One per route template.")
+    models: list[SeriesStats] = Field(default_factory=list, description="One per model the requests resolved to "
+                                      "(requests that named no served model are in total and series only).")

@@ -13,6 +13,7 @@ from .. import __version__
 from ..dependencies import services
 from ..errors import invalid_request
 from . import aggregate, cluster, gpu, promsource, system
+from .alerts import AlertTracker
 from .config import AlertRule, LocalConfigStore, MonitoringConfig
 from .history import History
 from .hub import Hub
@@ -25,11 +26,12 @@ router = APIRouter(tags=["monitoring"])
 class Monitoring:
     history: History = field(default_factory=History)
     started: float = field(default_factory=time.time)
-    store: LocalConfigStore = field(default_factory=lambda: LocalConfigStore(None))
+    store: Any = field(default_factory=lambda: LocalConfigStore(None))  # config.LocalConfigStore or configmap.ConfigMapStore
     authenticator: Any = None  # the gateway's Authenticator; None when auth is off
     hub: Hub = field(default_factory=Hub)
     gpu_interval_s: float = 5.0
     poller: Any = None  # the asyncio task of poller._poll while clients listen
+    alerts: AlertTracker = field(default_factory=AlertTracker)
 
 
 def _monitoring(request: Request) -> Monitoring:
@@ -68,23 +70,30 @@ async def _report(request: Request, start: datetime, end: datetime, model_id: st
     if prometheus_url:
         return await promsource.report(prometheus_url, start, end, model_id)
     samples = _monitoring(request).history.between(start.timestamp(), end.timestamp())
-    total, series = aggregate.by_key(samples, end.timestamp() - start.timestamp())
-    if model_id is not None:
-        series = [s for s in series if s.key == model_id]
-    return MetricsReport(start_time=start, end_time=end, source="local", total=total, series=series)
+    if model_id is not None:  # that model's requests only: its total, its routes, itself
+        samples = [s for s in samples if s.model == model_id]
+    window_s = end.timestamp() - start.timestamp()
+    total, series = aggregate.by_key(samples, window_s)
+    return MetricsReport(start_time=start, end_time=end, source="local", model_id=model_id, total=total,
+                         series=series, models=aggregate.by_model(samples, window_s))
+
+
+# A Model's id: a name, or namespace/name where a name is held in several namespaces.
+_MODEL_ID = Query(None, min_length=1, max_length=317, description="Only the requests that resolved to this model.")
 
 
 @router.get("/api/monitoring/metrics", response_model=MetricsReport,
-            summary="Requests, error rate, latency and requests/s per route over a window (bounded local history)")
+            summary="Requests, error rate, latency and requests/s per route and per model over a window")
 async def monitoring_metrics(request: Request, start_time: datetime | None = None, end_time: datetime | None = None,
-                             metric_type: str | None = None, interval: str | None = Query(None)) -> MetricsReport:
+                             metric_type: str | None = None, interval: str | None = Query(None),
+                             model_id: str | None = _MODEL_ID) -> MetricsReport:
     start, end = _window(start_time, end_time, 3600)
-    return await _report(request, start, end)
+    return await _report(request, start, end, model_id)
 
 
 @router.get("/api/monitoring/performance", response_model=MetricsReport,
-            summary="The same figures over the last time_range seconds, optionally for one key")
-async def monitoring_performance(request: Request, model_id: str | None = None,
+            summary="The same figures over the last time_range seconds, optionally for one model's requests only")
+async def monitoring_performance(request: Request, model_id: str | None = _MODEL_ID,
                                  time_range: float = Query(3600, gt=0, le=30 * 86400)) -> MetricsReport:
     start, end = _window(None, None, time_range)
     return await _report(request, start, end, model_id)
@@ -92,7 +101,7 @@ async def monitoring_performance(request: Request, model_id: str | None = None,
 
 # Configuration and alert rules --------------------------------------------------------------
 
-def _store(request: Request) -> LocalConfigStore:
+def _store(request: Request):
     return _monitoring(request).store
 
 
@@ -103,7 +112,7 @@ async def get_config(request: Request) -> MonitoringConfig:
 
 @router.put("/api/config", response_model=MonitoringConfig, summary="Replace the monitoring configuration")
 async def put_config(request: Request, config: MonitoringConfig) -> MonitoringConfig:
-    _store(request).put_config(config)
+    await _store(request).put_config(config)
     return config
 
 
@@ -115,6 +124,5 @@ async def get_alerts(request: Request) -> list[AlertRule]:
 @router.post("/api/config/alerts", response_model=AlertRule, status_code=201,
              summary="Add an alert rule; it replaces one of the same name")
 async def post_alert(request: Request, rule: AlertRule) -> AlertRule:
-    store = _store(request)
-    store.put_rules([r for r in store.rules() if r.name != rule.name] + [rule])
+    await _store(request).update_rules(lambda rules: [r for r in rules if r.name != rule.name] + [rule])
     return rule

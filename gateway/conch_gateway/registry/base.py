@@ -7,8 +7,9 @@ without touching them.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
-from typing import Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 from conch_api import Model, Phase, Runtime, TensorInterface
 from conch_api.external import url_allowed
@@ -43,6 +44,7 @@ class ServedModel:
     aliases: tuple[str, ...] = ()  # other ids this model answers to (spec.aliases)
     context_tokens: int | None = None  # prompt + generated tokens the model holds (spec.engine.maxSeqLen)
     replicas: int = 1  # ready Triton replicas behind the endpoint (admission control scales with them)
+    desired_replicas: int | None = None  # spec.replicas (kubectl scale); None where the source has none
 
     @property
     def healthy(self) -> bool:
@@ -85,6 +87,7 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
         aliases=tuple(spec.aliases or ()),
         context_tokens=spec.engine.maxSeqLen if spec.runtime != Runtime.EXTERNAL else None,
         replicas=max(1, status.readyReplicas),
+        desired_replicas=spec.replicas,
     )
 
 
@@ -98,6 +101,14 @@ def refuse_disallowed_url(model: ServedModel, allowlist: Sequence[str]) -> Serve
         return model
     return replace(model, routable=False, health="refused",
                    reason="its external URL is not allowed by this gateway (CONCH_EXTERNAL_URL_ALLOWLIST)")
+
+
+log = logging.getLogger("conch.gateway.registry")
+
+# Hooks for monitoring (issue 16, docs/monitoring.md), so the registry needs not know it:
+# told the id and new entry (None: gone) of every entry a source wrote, and every model a request resolved to.
+ChangeListener = Callable[[str, "ServedModel | None"], None]
+ResolveListener = Callable[["ServedModel"], None]
 
 
 class ModelRegistry:
@@ -114,22 +125,44 @@ class ModelRegistry:
         # A Model name held in several namespaces: its entries are `namespace/name`, and the bare
         # name is refused as ambiguous (409) — never "the oldest wins".
         self._ambiguous: dict[str, tuple[str, ...]] = {}
+        self._on_change: list[ChangeListener] = []
+        self._on_resolve: list[ResolveListener] = []
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        self._on_change.append(listener)
+
+    def add_resolve_listener(self, listener: ResolveListener) -> None:
+        self._on_resolve.append(listener)
+
+    def _changed(self, model_ids: Iterable[str]) -> None:
+        for listener in self._on_change:
+            for model_id in model_ids:
+                try:
+                    listener(model_id, self._models.get(model_id))
+                except Exception:  # a listener's bug must not break the routing table
+                    log.exception("model change listener failed")
 
     def replace_all(self, models: Iterable[ServedModel], ambiguous: dict[str, tuple[str, ...]] | None = None) -> None:
+        before = set(self._models)
         self._models = {m.id: m for m in (self._admit(m) for m in models)}
         self._ambiguous = dict(ambiguous or {})
         self._index_aliases()
+        if self._on_change:
+            self._changed(sorted(before | set(self._models)))
 
     def publish(self, name: str, entries: list[ServedModel]) -> None:
         """The entries of every Model called `name`: one (id = name), several (ids namespace/name,
         the bare name ambiguous), or none."""
-        for model_id in [name, *self._ambiguous.pop(name, ())]:
+        touched = [name, *self._ambiguous.pop(name, ())]
+        for model_id in touched:
             self._models.pop(model_id, None)
         for entry in entries:
             self._models[entry.id] = self._admit(entry)
         if len(entries) > 1:
             self._ambiguous[name] = tuple(sorted(e.id for e in entries))
         self._index_aliases()
+        if self._on_change:
+            self._changed(dict.fromkeys([*touched, *(e.id for e in entries)]))
 
     def _admit(self, model: ServedModel) -> ServedModel:
         """What the gateway's own settings add to an entry: the URL allowlist, the template limits."""
@@ -144,11 +177,15 @@ class ModelRegistry:
         self._models[model.id] = model
         if model.aliases or (before and before.aliases):
             self._index_aliases()
+        if self._on_change:
+            self._changed([model.id])
 
     def remove(self, model_id: str) -> None:
         gone = self._models.pop(model_id, None)
         if gone and gone.aliases:
             self._index_aliases()
+        if gone and self._on_change:
+            self._changed([model_id])
 
     def get(self, model_id: str) -> ServedModel | None:
         found = self._models.get(model_id) or self._models.get(self._aliases.get(model_id, ""))
@@ -183,6 +220,8 @@ class ModelRegistry:
             raise model_ambiguous(model_id, list(self._ambiguous[model_id]))
         if model is None:
             raise model_not_found(model_id, param=param, status=missing_status)
+        for listener in self._on_resolve:  # the request is this model's, whatever its answer
+            listener(model)
         if model.interface.generates_text == embeddings:
             raise unsupported_task(model_id, "embeddings" if embeddings else "text generation",
                                    ", ".join(model.supports), param=param)

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from conch_gateway.monitoring.hub import Hub, status_changes, subscribed
+from conch_gateway.monitoring.hub import Hub, subscribed
 
 
 def test_a_slow_subscriber_is_dropped_and_the_others_keep_receiving():
@@ -26,10 +26,3 @@ def test_subscriptions_use_seed_names_and_refuse_unknown_ones():
     assert subscribed(["model_status", "system_alert"]) == {"model_status_update", "system_alert"}
     with pytest.raises(ValueError):
         subscribed(["gpu"])
-
-
-def test_status_changes():
-    assert status_changes({"a": "healthy", "b": "healthy"}, {"a": "unhealthy", "c": "deploying"}) == [
-        {"model_id": "a", "status": "unhealthy", "health": "unhealthy"},
-        {"model_id": "c", "status": "deploying", "health": "deploying"},
-        {"model_id": "b", "status": "deleted", "health": "unknown"}]
