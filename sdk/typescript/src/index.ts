@@ -1,8 +1,14 @@
 /** Conch's TypeScript SDK: fetch-based (Node 18+ and browsers), streams as async iterators. */
 import { EventSourceParserStream } from "eventsource-parser/stream";
 import { fromResponse, retryDelay } from "./errors.js";
+import {
+  actionBody, createBody, lines, logsPath, modelPath, updateBody, withQuery,
+  type ActionOptions, type LogOptions, type ManagedModelsQuery, type ModelAction, type ModelSpec, type ModelStatus,
+  type ModelUpdate,
+} from "./management.js";
 
 export * from "./errors.js";
+export * from "./management.js";
 
 export interface ClientOptions {
   baseURL?: string;
@@ -17,6 +23,15 @@ export interface Usage { prompt_tokens: number; completion_tokens: number; total
 export interface GenerateResult { text: string; model: string; finish_reason: string; latency: number; usage: Usage | null }
 export interface StreamEvent { token: string; finished: boolean; [key: string]: unknown }
 export interface Model { id: string; status?: string; [key: string]: unknown }
+/** One managed model (GET /api/models/{id}): status and health, the definition, and resource_version for updates. */
+export interface ModelItem extends Model {
+  name: string; display_name: string; description?: string | null; framework: string; status: ModelStatus;
+  health: "healthy" | "unhealthy" | "unknown"; config: Record<string, unknown>; resource_usage: Record<string, unknown>;
+  tags: string[]; priority?: number | null; resource_version?: string | null;
+  created_at?: string | null; updated_at?: string | null;
+}
+/** A management change the gateway accepted (create, start, stop, restart); progress shows in getModel's status. */
+export interface Accepted extends Model { name: string; status: string; message: string }
 export interface GenerateRequest {
   prompt: string; modelId?: string; maxTokens?: number; temperature?: number; topP?: number; stop?: string[]; seed?: number;
 }
@@ -25,6 +40,8 @@ export interface ChatReply { message: string; response: string; status: string }
 export interface SessionStatus { model_name: string; device: string; conversation_length: number; memory_allocated: unknown }
 
 const RETRYABLE = new Set([429, 503]);
+// A start/stop told to wait gets that long plus this to answer before the client gives up on it.
+const WAIT_MARGIN_MS = 10_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function generateBody(r: GenerateRequest): Record<string, unknown> {
@@ -45,6 +62,15 @@ function chatBody(message: string, options: ChatOptions): Record<string, unknown
 
 function sessionHeader(session?: string): Record<string, string> {
   return session ? { "X-Session-Id": session } : {};
+}
+
+async function* chunksOf(reader: ReadableStreamDefaultReader<string>): AsyncGenerator<string> {
+  // read() rather than `for await` over the stream: Safari's streams are not async iterable
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    yield value;
+  }
 }
 
 function modelsOf(payload: any): Model[] {
@@ -68,15 +94,18 @@ export class LLMInferenceClient {
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
 
-  /** One HTTP call with retries on 429/503; throws the typed error for any other failure. */
-  async raw(method: string, path: string, body?: unknown, extra: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  /** One HTTP call with retries on 429/503; throws the typed error for any other failure. `timeoutMs` null:
+   * no limit (a followed log can be quiet for as long as it likes; `signal` ends it). */
+  async raw(method: string, path: string, body?: unknown, extra: Record<string, string> = {}, signal?: AbortSignal,
+            timeoutMs: number | null = this.timeoutMs): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
-      const timeout = AbortSignal.timeout(this.timeoutMs);
+      const signals = [signal, timeoutMs === null ? undefined : AbortSignal.timeout(timeoutMs)]
+        .filter((s): s is AbortSignal => s !== undefined);
       const response = await this.fetchImpl(this.baseURL + path, {
         method,
         headers: { ...this.headers, ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...extra },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        signal: signals.length ? AbortSignal.any(signals) : undefined,
       });
       if (RETRYABLE.has(response.status) && attempt < this.maxRetries) {
         await response.body?.cancel();
@@ -88,8 +117,9 @@ export class LLMInferenceClient {
     }
   }
 
-  async request<T>(method: string, path: string, body?: unknown, extra?: Record<string, string>): Promise<T> {
-    const response = await this.raw(method, path, body, extra);
+  async request<T>(method: string, path: string, body?: unknown, extra?: Record<string, string>,
+                   timeoutMs?: number): Promise<T> {
+    const response = await this.raw(method, path, body, extra, undefined, timeoutMs);
     const text = await response.text();
     return (text ? JSON.parse(text) : null) as T;
   }
@@ -130,17 +160,64 @@ export class LLMInferenceClient {
   embeddings(input: string | string[], model?: string): Promise<any> {
     return this.request("POST", "/v1/embeddings", model ? { input, model } : { input });
   }
-  async listModels(): Promise<Model[]> {
-    return modelsOf(await this.request("GET", "/v1/models"));
+  /** Models served (/v1/models); `filters` go as query parameters. */
+  async listModels(filters: Record<string, string | number | boolean> = {}): Promise<Model[]> {
+    return modelsOf(await this.request("GET", withQuery("/v1/models", filters)));
   }
-  async createModel(spec: { name: string; framework?: string; config?: Record<string, unknown>; [k: string]: unknown }): Promise<Model> {
-    return modelsOf([await this.request("POST", "/api/models", spec)])[0];
+
+  // Management (seed 003's /api/models); changes need an admin key. Ids are sent as one path segment.
+  /** Managed models, one page (the server's default page and size unless given), filtered by status/framework. */
+  async managedModels(query: ManagedModelsQuery = {}): Promise<ModelItem[]> {
+    return modelsOf(await this.request("GET", withQuery("/api/models", { ...query }))) as ModelItem[];
   }
-  getModel(id: string): Promise<Model> {
-    return this.request("GET", `/api/models/${encodeURIComponent(id)}`);
+  async createModel(spec: ModelSpec): Promise<Accepted> {
+    return this.request("POST", "/api/models", createBody(spec));
   }
-  deleteModel(id: string): Promise<unknown> {
-    return this.request("DELETE", `/api/models/${encodeURIComponent(id)}`);
+  async getModel(id: string): Promise<ModelItem> {
+    return this.request("GET", modelPath(id));
+  }
+  /** Replaces the definition (PUT): pass every field to keep, and resource_version from getModel to be refused
+   * (409 CONFLICT) if someone changed the model meanwhile. */
+  async updateModel(id: string, body: ModelUpdate): Promise<ModelItem> {
+    return this.request("PUT", modelPath(id), updateBody(id, body));
+  }
+  async deleteModel(id: string): Promise<void> {
+    await this.request("DELETE", modelPath(id));
+  }
+  /** start | stop | restart; an unknown action is refused (RangeError) before anything is sent. */
+  async modelAction(id: string, action: ModelAction, options: ActionOptions = {}): Promise<Accepted> {
+    const body = actionBody(action, options);
+    // the server holds the answer up to `timeout` seconds: the client waits that long too, and a little more
+    const limit = body ? Math.max(this.timeoutMs, body.timeout * 1000 + WAIT_MARGIN_MS) : undefined;
+    return this.request("POST", modelPath(id, `/${action}`), body, {}, limit);
+  }
+  startModel(id: string, options: ActionOptions = {}): Promise<Accepted> {
+    return this.modelAction(id, "start", options);
+  }
+  stopModel(id: string, options: ActionOptions = {}): Promise<Accepted> {
+    return this.modelAction(id, "stop", options);
+  }
+  restartModel(id: string): Promise<Accepted> {
+    return this.modelAction(id, "restart");
+  }
+  /** The model's last `tail` log lines (the server's 100 unless given), or those of the last `sinceSeconds`, as text. */
+  async modelLogs(id: string, options: LogOptions = {}): Promise<string> {
+    return (await this.raw("GET", logsPath(id, options, false), undefined, {}, options.signal)).text();
+  }
+  /** Log lines (without line endings) as they are written, after the last `tail` (10) ones; no time limit.
+   * Leaving the loop closes the connection, which ends the follow on the server; so does aborting `signal`. */
+  async *followLogs(id: string, options: LogOptions = {}): AsyncGenerator<string> {
+    const abort = new AbortController();
+    const path = logsPath(id, { tail: 10, ...options }, true);
+    const signal = options.signal ? AbortSignal.any([abort.signal, options.signal]) : abort.signal;
+    const response = await this.raw("GET", path, undefined, { Accept: "text/plain" }, signal, null);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    try {
+      yield* lines(chunksOf(reader));
+    } finally {
+      abort.abort();
+      reader.releaseLock();
+    }
   }
   /** Seed 002's sessions. `model` picks the session's model (its first message chooses; later turns keep it). */
   chat(message: string, options: ChatOptions = {}): Promise<ChatReply> {
@@ -157,6 +234,9 @@ export class LLMInferenceClient {
   }
   token(username: string, password: string): Promise<{ access_token: string; [k: string]: unknown }> {
     return this.request("POST", "/api/auth/token", { username, password });
+  }
+  health(): Promise<Record<string, unknown>> {
+    return this.request("GET", "/health");
   }
 }
 
