@@ -294,7 +294,8 @@ def main(argv=None) -> int:
                                    timeout=args.quiet_timeout, say=say)
                         meter = ForeignMeter(groups).start()
                         results = run_round(targets[name], batch, args.max_tokens)
-                        disturbance = meter.stop()["disturbance_cores"]
+                        measured = meter.stop()
+                        disturbance = measured["disturbance_cores"]
                         failed = [r.get("error") for r in results if r.get("error") or "ttft" not in r]
                         if not failed and disturbance <= args.max_foreign:
                             break
@@ -304,12 +305,18 @@ def main(argv=None) -> int:
                     wall = max(r.get("end", 0) for r in results)
                     samples.append({"target": name, "n": n, "round": rnd, "tokens": tokens, "wall_s": wall,
                                     "tokens_per_s": tokens / wall if wall else 0.0, "disturbance_cores": disturbance,
+                                    # where the CPU went, per server process group: for Conch, the
+                                    # gateway ("conch") apart from Triton and the model ("triton")
+                                    "cpu_ms_per_token": {g: round(1000 * c / tokens, 2) if tokens else None
+                                                         for g, c in measured["cpu_seconds"].items()},
                                     "failed": len(failed),
                                     "requests": [{"prompt": prompts.index(p), "ttft_s": r.get("ttft"),
                                                   "end_s": r.get("end"), "tokens": r.get("tokens"),
                                                   "text": r.get("text")} for p, r in zip(batch, results)]})
+                    cpu = ", ".join(f"{g} {v}" for g, v in samples[-1]["cpu_ms_per_token"].items() if v)
                     say(f"N={n} round {rnd + 1}/{args.rounds} {name}: {samples[-1]['tokens_per_s']:.1f} tok/s, "
-                        f"TTFT p50 {statistics.median(r.get('ttft') or 0 for r in results) * 1000:.0f} ms")
+                        f"TTFT p50 {statistics.median(r.get('ttft') or 0 for r in results) * 1000:.0f} ms, "
+                        f"CPU ms/token: {cpu}")
 
         summary = summarize(samples, list(targets), levels)
         data = {"benchmark": "concurrency", "args": vars(args), "machine": machine(), "code": code_version(),

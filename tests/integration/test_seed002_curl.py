@@ -17,22 +17,11 @@ import httpx
 import pytest
 
 from support import free_port, free_port_block
+from support.seed002 import SEED_CHAT, SEED_HEALTH, SEED_RESET, SEED_STATUS, curl
 
 pytestmark = pytest.mark.triton
 
 CONCH = str(Path(sys.executable).with_name("conch"))
-SEED_HOST = "http://127.0.0.1:5000"
-# Seed 002's examples, character for character.
-SEED_CHAT = """curl -X POST http://127.0.0.1:5000/chat \\
-  -H "Content-Type: application/json" \\
-  -d '{
-    "message": "你好！",
-    "max_tokens": 512,
-    "temperature": 0.7
-  }'"""
-SEED_RESET = "curl -X POST http://127.0.0.1:5000/reset"
-SEED_STATUS = "curl http://127.0.0.1:5000/status"
-SEED_HEALTH = "curl http://127.0.0.1:5000/health"
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +57,6 @@ def _healthy(url: str) -> bool:
         return httpx.get(f"{url}/health", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def curl(example: str, url: str) -> dict:
-    """The example run by bash and the real curl, exactly as the README prints it but for the address."""
-    assert example.startswith("curl ") and SEED_HOST in example
-    run = subprocess.run(["bash", "-c", example.replace(SEED_HOST, url)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
 
 
 def test_seed_002_curl_examples_against_conch_serve(served):

@@ -5,7 +5,6 @@ restart keeping the session, expiry, sessions private to their key, streaming, e
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from typing import Iterator
@@ -19,23 +18,12 @@ from support import model_resource
 from support.auth import bearer, key_entry, write_keys
 from support.redis_server import RedisServer
 from support.replicas import GatewayProcesses
+from support.seed002 import SEED_CHAT, SEED_RESET, SEED_STATUS, curl
 from support.stack import make_gateway, repository_models
 
 from conch_api import Model
 
 pytestmark = pytest.mark.triton
-
-SEED_HOST = "http://127.0.0.1:5000"
-# Seed 002's three examples, character for character (only the address is the test gateway's).
-SEED_CHAT = """curl -X POST http://127.0.0.1:5000/chat \\
-  -H "Content-Type: application/json" \\
-  -d '{
-    "message": "你好！",
-    "max_tokens": 512,
-    "temperature": 0.7
-  }'"""
-SEED_RESET = "curl -X POST http://127.0.0.1:5000/reset"
-SEED_STATUS = "curl http://127.0.0.1:5000/status"
 
 
 def models(triton) -> list[Model]:
@@ -62,13 +50,6 @@ def status(url: str, session: str | None = None, headers: dict | None = None) ->
     answer = httpx.get(f"{url}/status", headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-def curl(example: str, url: str) -> dict:
-    run = subprocess.run(["bash", "-c", example.replace(SEED_HOST, url) + " --silent --show-error --fail-with-body"],
-                         capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stdout + run.stderr
-    return orjson.loads(run.stdout)
 
 
 def test_seed_002_curl_examples_as_written(triton, redis):

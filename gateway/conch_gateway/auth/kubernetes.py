@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..kubernetes_client import api_client
 from .caller import ClusterUser
 from .credentials import LABEL, Credentials, from_secrets
 
@@ -33,16 +34,6 @@ def own_namespace(configured: str | None) -> str:
         return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
     except OSError:
         return "default"
-
-
-async def api_client():
-    from kubernetes.aio import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        await config.load_kube_config()
-    return client.ApiClient()
 
 
 class SecretCredentialSource:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import kubernetes_client
 from .protocol import GPUStatus, NodeGPUs
 
 GPU = "nvidia.com/gpu"
@@ -33,13 +34,10 @@ async def cluster_gpus() -> GPUStatus:
     from kubernetes.aio.client.exceptions import ApiException
 
     try:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            await config.load_kube_config()
+        api_client = await kubernetes_client.api_client()
     except (config.ConfigException, OSError) as error:
         return GPUStatus(gpus=[], source="kubernetes", reason=f"no Kubernetes credentials: {error}")
-    async with client.ApiClient() as api:
+    async with api_client as api:
         try:
             # Back to the API's JSON form, the same dicts `kubectl get nodes -o json` shows.
             listing = api.sanitize_for_serialization(await client.CoreV1Api(api).list_node())

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from conch_api import GROUP, PLURAL, VERSION, Model
 
+from ..kubernetes_client import api_client
 from .base import ModelRegistry, ServedModel, served_model
 
 log = logging.getLogger("conch.gateway.registry")
@@ -76,13 +77,7 @@ class KubernetesModelSource:
         self._task: asyncio.Task | None = None
 
     async def start(self, registry: ModelRegistry) -> None:
-        from kubernetes.aio import client, config
-
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            await config.load_kube_config()
-        self._api = client.ApiClient()
+        self._api = await api_client()
         self._table = ModelTable(registry)
         resource_version = await self._relist()  # serve a complete table from the first request on
         self._task = asyncio.create_task(self._watch_forever(resource_version), name="model-watch")
