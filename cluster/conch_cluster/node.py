@@ -65,6 +65,7 @@ class RealNode:
                            nodeconfig.coredns_rbac()[1])):
             if status[0] not in (201, 409):
                 raise ClusterError(f"creating CoreDNS's RBAC failed: {status}")
+        self._forget_store_of_another_boot()
         cgroup_root = hostnet.cgroup_root(self.net)
         hostnet.create_cgroups(cgroup_root)
         commands = nodeconfig.write_all(self.bin_dir, self.net, self.paths, ca, kubeconfigs, cgroup_root)
@@ -98,6 +99,21 @@ class RealNode:
             f"http://{self.net.node_ip}:{nodeconfig.KUBE_PROXY_HEALTH_PORT}/healthz"), timeout, watch)
         wait_until("CoreDNS ready", lambda: _http_ok(
             f"http://{self.net.dns_ip}:{nodeconfig.COREDNS_READY_PORT}/ready"), timeout, watch)
+
+    def _forget_store_of_another_boot(self) -> None:
+        """The image store is reused only by nodes of the same boot of this machine (one test run,
+        one working session). A store from another boot — a crash mid-write, a cache copied from
+        another machine, where overlay layers may have lost their xattrs — is started afresh, since
+        containerd would use its unpacked layers as they are."""
+        store, marker = self.paths.image_store, self.paths.image_store / "conch-boot-id"
+        boot = _boot_id()
+        recorded = marker.read_text() if marker.is_file() else None
+        if recorded != boot and store.is_dir() and any(store.iterdir()):
+            if _mounts_under(store):
+                raise ClusterError(f"mounts remain under {store}: stop the node that uses it first")
+            shutil.rmtree(store, ignore_errors=True)
+        store.mkdir(parents=True, exist_ok=True)
+        marker.write_text(boot)
 
     # ------------------------------------------------------------------ images
 
@@ -197,6 +213,13 @@ def _archive_names(archive: Path) -> set[str]:
 def _http_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=2) as response:
         return response.status == 200
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 def _mounts_under(root: Path) -> list[str]:
