@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         None, pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
         description="ConfigMap ([namespace/]name; the pod's namespace by default) holding /api/config and its alert "
         "rules, watched by every replica (the chart sets it); the state dir or memory when unset.")
+    monitoring_prometheus_rule: str | None = Field(
+        None, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        description="Name of a PrometheusRule (monitoring.coreos.com/v1), in the ConfigMap's namespace and owned by "
+        "it, that this replica keeps holding every rule of /api/config/alerts where that CRD is installed (the chart "
+        "sets it for the management API only, the one allowed to write it); the ConfigMap alone when unset.")
+    monitoring_prometheus_rule_labels: dict[str, str] = Field(
+        {}, description="Labels of that PrometheusRule, as JSON, for prometheus-operator's ruleSelector (the chart "
+        "passes monitoring.labels, e.g. {\"release\": \"kube-prometheus-stack\"}).")
     # Model management (issue 16, docs/management.md): seed 003's /api/models, on only where it may write.
     management: bool = Field(False, description="Serve the model management routes (/api/models, "
                              "/api/v1/models/{id}/…, /modify_cluster_state). In a cluster only the management "

@@ -122,3 +122,82 @@ def test_a_rule_made_through_the_api_fires_a_system_alert_when_requests_cross_it
     assert fired_after < 2.5  # evaluated every second
     assert resolved["type"] == "system_alert" and resolved["data"]["state"] == "resolved"
     assert resolved["data"]["alert_id"] == "FaultBusy"
+
+
+def test_a_client_that_stops_reading_is_closed_with_4008_and_the_others_get_every_event(secured):
+    """One client stops reading (a small receive buffer, and its library stops reading the socket
+    once 4 messages wait) while the routing table changes thousands of times; another keeps
+    reading. Once the kernel's socket buffers are full (megabytes on loopback: compression is off,
+    so each event takes its full size) the gateway's writes to it wait, its queue of 256 overflows
+    and it is dropped: when it reads again it finds fewer events than were sent, then the close
+    code 4008. The reading client got every event meanwhile."""
+    import socket
+    import threading
+
+    url = secured.url.replace("http", "ws") + f"/ws/monitor?token={KEY}"
+    registry = secured.app.state.services.registry
+    hub = secured.app.state.monitoring.hub
+    # A model the other tests leave alone (the one above removed echo; the alert test sends to fault).
+    toggled = next(m for m in registry.all() if m.id not in ("echo", "fault"))
+    produced, stop = [0], threading.Event()
+
+    def toggle() -> None:
+        """model_status_update events (the model deleted, the model back), in bursts a reading client keeps up with."""
+        try:
+            while not stop.is_set() and produced[0] < 50_000:
+                for _ in range(40):
+                    registry.remove(toggled.id) if produced[0] % 2 == 0 else registry.upsert(toggled)
+                    produced[0] += 1
+                time.sleep(0.01)
+        finally:
+            if registry.get(toggled.id) is None:
+                registry.upsert(toggled)
+                produced[0] += 1
+
+    async def run():
+        raw = socket.create_connection(("127.0.0.1", secured.port))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow = await websockets.connect(url, sock=raw, max_queue=4, ping_interval=None, compression=None)
+        fast = await websockets.connect(url, compression=None)
+        for ws in (slow, fast):
+            await ws.send(json.dumps({"action": "subscribe", "events": ["model_status"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+        joined = len(hub.subscribers)
+        received = [0]
+
+        async def read_fast():
+            async for message in fast:
+                if json.loads(message)["data"]["model_id"] == toggled.id:
+                    received[0] += 1
+
+        reader = asyncio.create_task(read_fast())
+        producer = asyncio.create_task(asyncio.to_thread(toggle))
+        # The slow client reads nothing meanwhile; the gateway drops it once its queue is full.
+        deadline = time.monotonic() + 60
+        while not any(s.dropped for s in list(hub.subscribers)) and len(hub.subscribers) == joined:
+            assert time.monotonic() < deadline, f"not dropped after {produced[0]} events"
+            await asyncio.sleep(0.05)
+        dropped_after = produced[0]
+        await asyncio.sleep(1.0)  # events go on; the reading client keeps up
+        stop.set()
+        await producer
+        while received[0] < produced[0] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        got_fast = received[0]
+        # Now the slow client reads (with room to, so megabytes drain within the server's keepalive):
+        # what was buffered before the drop, then the close code.
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
+        slow_events = 0
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(slow.recv(), 15)
+                slow_events += 1
+        reader.cancel()
+        await fast.close()
+        return dropped_after, got_fast, slow_events, closed.value
+
+    dropped_after, got_fast, slow_events, closed = asyncio.run(run())
+    assert closed.rcvd is not None and closed.rcvd.code == 4008, closed
+    assert closed.rcvd.reason == "too slow: events were dropped"
+    assert slow_events < dropped_after, (slow_events, dropped_after)  # dropped, not buffered for it
+    assert got_fast == produced[0], (got_fast, produced[0])  # the reading client lost nothing, nor waited

@@ -174,3 +174,96 @@ def test_more_gpus_than_any_node_has_is_insufficient_resources(cluster, node_rea
             await service.backend.close()
 
     run(scenario())
+
+
+def test_an_update_keeps_what_seed_003_cannot_express(cluster, rbac, tmp_path):
+    """Fields set with kubectl that the seed's body has no words for (GPU product, nodeSelector,
+    aliases, tolerations, engine limits) survive a PUT: the body is merged onto the spec."""
+    body = {"name": "keep", "framework": "tensorrt-llm", "config": {"model_path": "hf://org/model", "n_ctx": 4096},
+            "resource_requirements": {"gpu_count": 1}, "description": "v1"}
+    by_hand = {"spec": {"gpu": {"product": "NVIDIA-L4"}, "nodeSelector": {"pool": "gpu"}, "aliases": ["kept"],
+                        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                        "engine": {"maxBatchSize": 16}}}
+
+    def spec() -> dict:
+        return json.loads(cluster.kubectl("-n", rbac, "get", "model", "keep", "-o", "json").stdout)["spec"]
+
+    async def scenario():
+        service = await _service(cluster, rbac, f"{RELEASE}-management", tmp_path / "kc")
+        try:
+            await service.create(ModelCreate.model_validate(body))
+            cluster.kubectl("-n", rbac, "patch", "model", "keep", "--type=merge", "-p", json.dumps(by_hand))
+            # No resource_version: the write is made at the version the merge read.
+            updated = await service.update("keep", ModelUpdate.model_validate(
+                {**body, "description": "v2", "config": {"model_path": "hf://org/model", "n_ctx": 2048}}))
+            assert (updated.description, updated.config["n_ctx"]) == ("v2", 2048)
+            after = spec()
+            assert after["gpu"] == {"count": 1, "product": "NVIDIA-L4"}
+            assert (after["nodeSelector"], after["aliases"], after["tolerations"]) == (
+                by_hand["spec"]["nodeSelector"], ["kept"], by_hand["spec"]["tolerations"])
+            assert (after["engine"]["maxBatchSize"], after["engine"]["maxSeqLen"]) == (16, 2048)
+            # What the body does express still changes: two GPUs, tensor parallel with them.
+            grown = await service.update("keep", ModelUpdate.model_validate(
+                {**body, "resource_requirements": {"gpu_count": 2}, "resource_version": updated.resource_version}))
+            assert grown.resource_version != updated.resource_version
+            after = spec()
+            assert (after["gpu"], after["engine"]["tensorParallel"]) == ({"count": 2, "product": "NVIDIA-L4"}, 2)
+            assert after["nodeSelector"] == {"pool": "gpu"}
+            await service.delete("keep")
+        finally:
+            await service.backend.close()
+
+    run(scenario())
+
+
+def _pod(name: str, model: str, component: str, **spec) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": {"conch.dev/model": model, "app.kubernetes.io/component": component}},
+            "spec": {"containers": [{"name": "triton" if component == "triton" else "build", "image": "unused"}],
+                     **spec}}
+
+
+def test_logs_read_the_triton_pods_only_and_a_log_no_node_serves_is_an_error(cluster, rbac, tmp_path):
+    """Which pods /logs reads, against the real API server as the management ServiceAccount. kwok's
+    pods run nowhere, so the API server cannot fetch their logs (the merged logs of real pods are
+    tests/e2e/test_management_in_cluster.py): that is 502 LOGS_UNAVAILABLE naming the pod, answered
+    before any line rather than a 200 cut short. A pod not scheduled yet, and the engine build's
+    pod, are not read at all."""
+    from support.k8s import model_manifest, wait_until
+
+    def apply(*docs: dict) -> None:
+        cluster.kubectl("-n", rbac, "apply", "-f", "-", input=yaml.safe_dump_all(docs))
+
+    def phase(pod: str) -> str:
+        return cluster.kubectl("-n", rbac, "get", "pod", pod, "-o", "jsonpath={.status.phase}").stdout
+
+    apply(model_manifest("logged"),
+          _pod("logged-triton-pending", "logged", "triton", nodeSelector={"no-such-node": "true"}),
+          _pod("logged-engine-build", "logged", "engine-build"))
+    wait_until(lambda: phase("logged-engine-build") == "Running", 30, message="the build pod running on kwok")
+
+    async def logs() -> list[str]:
+        service = await _service(cluster, rbac, f"{RELEASE}-management", tmp_path / "kc")
+        try:
+            return [line async for line in await service.logs("logged", 10, None, False)]
+        finally:
+            await service.backend.close()
+
+    assert run(logs()) == []  # nothing readable yet, and not the build's log
+    apply(_pod("logged-triton-a", "logged", "triton"))
+    wait_until(lambda: phase("logged-triton-a") == "Running", 30, message="the Triton pod running on kwok")
+    with pytest.raises(ConchError) as unavailable:
+        run(logs())
+    assert (unavailable.value.status, unavailable.value.code) == (502, "LOGS_UNAVAILABLE")
+    assert "'logged-triton-a'" in unavailable.value.message
+    with pytest.raises(ConchError) as missing:
+        run(_missing_logs(cluster, rbac, tmp_path))
+    assert (missing.value.status, missing.value.code) == (404, "MODEL_NOT_FOUND")
+
+
+async def _missing_logs(cluster, namespace, tmp_path):
+    service = await _service(cluster, namespace, f"{RELEASE}-management", tmp_path / "kc-missing")
+    try:
+        await service.logs("no-such-model", 10, None, False)
+    finally:
+        await service.backend.close()

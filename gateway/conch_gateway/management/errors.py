@@ -37,3 +37,8 @@ def unmappable(field: str, message: str) -> ConchError:
 
 def refused(operation: str, reason: str) -> ConchError:
     return ConchError(409, "OPERATION_REFUSED", f"{operation} was refused: {reason}")
+
+
+def logs_unavailable(pod: str, reason: str) -> ConchError:
+    # The API server could not reach the pod's node (kubelet down, a node without logs): a gateway error.
+    return ConchError(502, "LOGS_UNAVAILABLE", f"the log of pod '{pod}' could not be read: {reason}")

@@ -15,9 +15,16 @@ from typing import Any, AsyncIterator
 
 from conch_api import API_VERSION, GROUP, KIND, PLURAL, VERSION, Model
 
+from ..kubernetes_client import api_client
+from . import errors, logmerge
 from .backend import AlreadyExists, Entry, NotFound, Stale
 
 _TRITON_CONTAINER = "triton"
+_COMPONENT = "app.kubernetes.io/component"
+# Following logs: how long a line waits for earlier-stamped lines of other pods, how often the
+# pods are listed again (a new replica joins the stream), how many lines wait to be sent, and
+# how long one stream may last (the client's total timeout; a day).
+_REORDER_S, _TICK_S, _RELIST_S, _FOLLOW_BUFFER, _FOLLOW_LIMIT_S = 0.25, 0.1, 5.0, 1000, 86400.0
 _GPU = "nvidia.com/gpu"
 log = logging.getLogger("conch.gateway.management")
 
@@ -54,13 +61,7 @@ class KubernetesBackend:
 
     async def _client(self):
         if self._api is None:
-            from kubernetes.aio import client, config
-
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                await config.load_kube_config()
-            self._api = client.ApiClient()
+            self._api = await api_client()
         return self._api
 
     async def _objects(self):
@@ -138,30 +139,103 @@ class KubernetesBackend:
         return entry
 
     async def _pods(self, name: str) -> list[str]:
+        """The pods of the Model's Triton Deployment (its scale selector), not its engine builds."""
         from kubernetes.aio import client
 
-        selector = (await self.get(name)).model.status.selector or f"conch.dev/model={name}"
+        selector = (await self.get(name)).model.status.selector or f"conch.dev/model={name},{_COMPONENT}=triton"
         pods = await client.CoreV1Api(await self._client()).list_namespaced_pod(self.namespace, label_selector=selector)
-        return sorted(p.metadata.name for p in pods.items)
+        return sorted(p.metadata.name for p in pods.items if not p.metadata.deletion_timestamp)
+
+    def _log_options(self, tail: int | None, since_s: int | None) -> dict[str, Any]:
+        # Per pod: tail=100 is each pod's last 100 lines. Timestamps to merge by, stripped again.
+        return {"container": _TRITON_CONTAINER, "timestamps": True, **({"tail_lines": tail} if tail is not None else {}),
+                **({"since_seconds": since_s} if since_s else {})}
 
     async def logs(self, name: str, *, tail: int | None, since_s: int | None, follow: bool) -> AsyncIterator[str]:
+        """Every pod's lines as `<pod> <line>`, merged by time; with follow, new lines of every pod
+        (and of pods that appear meanwhile) as they come."""
         from kubernetes.aio import client
+        from kubernetes.aio.client.exceptions import ApiException
 
         core = client.CoreV1Api(await self._client())
-        opts = {"container": _TRITON_CONTAINER, **({"tail_lines": tail} if tail is not None else {}),
-                **({"since_seconds": since_s} if since_s else {})}
-        for pod in await self._pods(name):
-            if follow:
-                resp = await core.read_namespaced_pod_log(pod, self.namespace, follow=True, _preload_content=False, **opts)
+        opts = self._log_options(tail, since_s)
+        if follow:
+            async for line in self._follow(name, core, opts):
+                yield line
+            return
+
+        async def read(pod: str) -> list[str]:
+            try:
+                return (await core.read_namespaced_pod_log(pod, self.namespace, **opts) or "").splitlines()  # None: empty
+            except ApiException as exc:
+                if exc.status in (400, 404):  # still starting (no container yet), or gone meanwhile
+                    return []
+                raise errors.logs_unavailable(pod, f"{exc.status} {exc.reason}") from None
+
+        pods = await self._pods(name)
+        for line in logmerge.merge(dict(zip(pods, await asyncio.gather(*(read(p) for p in pods))))):
+            yield line
+
+    async def _follow(self, name: str, core, opts: dict[str, Any]) -> AsyncIterator[str]:
+        lines: asyncio.Queue = asyncio.Queue(_FOLLOW_BUFFER)  # bounded: a slow reader slows the pods' streams
+        readers: dict[str, asyncio.Task] = {}
+        order = logmerge.Reorder(_REORDER_S)
+        loop = asyncio.get_running_loop()
+        next_listing = 0.0
+        try:
+            while True:
+                if loop.time() >= next_listing:
+                    next_listing = loop.time() + _RELIST_S
+                    try:
+                        pods = await self._pods(name)
+                    except NotFound:
+                        return  # the Model was deleted: nothing more will come
+                    except Exception as exc:  # the API server away a moment: the streams open go on
+                        log.warning("listing the pods of model %s failed: %s", name, exc)
+                        pods = []
+                    for pod in pods:
+                        # A pod whose stream could not open (not started yet) is tried again; one
+                        # that streamed and ended (its container stopped) is not read twice.
+                        task = readers.get(pod)
+                        if task is None or (task.done() and not task.result()):
+                            readers[pod] = loop.create_task(self._follow_pod(core, pod, opts, lines))
                 try:
-                    async for line in resp.content:
-                        yield f"{pod} {line.decode(errors='replace')}"
-                finally:
-                    resp.release()
-            else:
-                text = await self._call(core.read_namespaced_pod_log(pod, self.namespace, **opts))
-                for line in text.splitlines():
-                    yield f"{pod} {line}\n"
+                    key, text = await asyncio.wait_for(lines.get(), _TICK_S)
+                    order.push(key, text, loop.time())
+                    while not lines.empty():
+                        order.push(*lines.get_nowait(), loop.time())
+                except asyncio.TimeoutError:
+                    pass
+                for line in order.due(loop.time()):
+                    yield line
+        finally:
+            for task in readers.values():
+                task.cancel()
+            await asyncio.gather(*readers.values(), return_exceptions=True)
+
+    async def _follow_pod(self, core, pod: str, opts: dict[str, Any], lines: asyncio.Queue) -> bool:
+        """One pod's stream into `lines`; whether it said anything (False: try again later)."""
+        try:
+            response = await core.read_namespaced_pod_log_without_preload_content(
+                pod, self.namespace, follow=True, _request_timeout=_FOLLOW_LIMIT_S, **opts)
+        except Exception as exc:  # the API server away: the next listing tries again
+            log.warning("following the log of pod %s failed: %s", pod, exc)
+            return False
+        said = False
+        try:
+            if response.status != 200:
+                return False  # 400: the container has not started yet
+            reader = logmerge.PodLines(pod)
+            async for raw in response.content:
+                await lines.put(reader.take(raw.decode(errors="replace")))
+                said = True
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the stream broke (the pod went away): what it said stays said
+            log.info("the log stream of pod %s ended: %s", pod, exc)
+        finally:
+            response.close()  # a follow stream never ends by itself: drop its connection
+        return said
 
     async def largest_gpu_node(self, spec: dict[str, Any]) -> int | None:
         """The most nvidia.com/gpu one node the replica may land on can allocate (a replica's GPUs

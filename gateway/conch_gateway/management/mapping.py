@@ -100,6 +100,23 @@ def to_spec(body: ModelCreate) -> tuple[dict[str, Any], dict[str, str]]:
     return spec, ({ANNOTATION: json.dumps(kept, sort_keys=True)} if kept else {})
 
 
+# Replaced whole rather than merged: one of its members names the weights, and two would be two sources.
+_WHOLE = {"source"}
+
+
+def merge_spec(existing: dict[str, Any], mapped: dict[str, Any], *, top: bool = True) -> dict[str, Any]:
+    """An update: the fields seed 003's body maps (`to_spec`) onto the Model's current spec, so what
+    the body cannot express (gpu.product, nodeSelector, aliases, tolerations, engine limits, anything
+    set with kubectl) stays as it is. Objects merge key by key; lists and scalars are replaced."""
+    merged = dict(existing)
+    for key, value in mapped.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not (top and key in _WHOLE):
+            merged[key] = merge_spec(merged[key], value, top=False)
+        else:
+            merged[key] = value
+    return merged
+
+
 def status_of(model: Model) -> str:
     if model.spec.replicas == 0 or model.status.phase is Phase.STOPPED:
         return "stopped"

@@ -7,13 +7,16 @@ import time
 from contextlib import contextmanager
 from typing import AsyncIterator
 
+from conch_api.model import ModelSpec
+
 from . import errors
 from .backend import AlreadyExists, Backend, Entry, NotFound, Refused, Stale, Unsupported
-from .mapping import ANNOTATION, UnmappableField, status_of, to_item, to_spec
+from .mapping import ANNOTATION, UnmappableField, merge_spec, status_of, to_item, to_spec
 from .protocol import Accepted, LoadRequest, ModelCreate, ModelItem, ModelPage, ModelUpdate
 
 # stop remembers the replicas it set to 0, so start brings back that many (seed 003: "start").
 LAST_REPLICAS = "conch.dev/last-replicas"
+_MERGE_RETRIES = 5
 
 
 def _item(entry: Entry) -> ModelItem:
@@ -22,8 +25,9 @@ def _item(entry: Entry) -> ModelItem:
 
 
 @contextmanager
-def _mapped(name: str, operation: str):
-    """The backends' exceptions → seed 003's codes in the one envelope."""
+def _mapped(name: str, operation: str, stale: bool = True):
+    """The backends' exceptions → seed 003's codes in the one envelope (Stale passed on when the
+    caller retries it)."""
     try:
         yield
     except NotFound:
@@ -31,11 +35,21 @@ def _mapped(name: str, operation: str):
     except AlreadyExists:
         raise errors.already_exists(name) from None
     except Stale:
+        if not stale:
+            raise
         raise errors.stale_write(name) from None
     except Unsupported as exc:
         raise errors.unmappable("config.model_path", str(exc)) from None
     except Refused as exc:
         raise errors.refused(f"{operation} of model '{name}'", str(exc)) from None
+
+
+async def _chain(first: str | None, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    if first is None:
+        return
+    yield first
+    async for line in rest:
+        yield line
 
 
 class ManagementService:
@@ -87,15 +101,28 @@ class ManagementService:
     async def update(self, name: str, body: ModelUpdate) -> ModelItem:
         if body.name != name:
             raise errors.unmappable("name", f"the body names '{body.name}', the path '{name}'; a Model cannot be renamed")
-        spec, annotations = self._map(body)
-        current = await self._get(name)
-        spec["replicas"] = current.model.spec.replicas  # start/stop own the replicas, not the config
-        if current.model.spec.runtime.value != spec["runtime"]:
-            raise errors.unmappable("framework", "framework is immutable; create a new model instead")
+        mapped, annotations = self._map(body)
         annotations.setdefault(ANNOTATION, "{}")  # clearing description/tags is an update too
-        await self._fits(spec)
-        with _mapped(name, "update"):
-            return _item(await self.backend.replace(name, spec, annotations, body.resource_version))
+        for _ in range(_MERGE_RETRIES):
+            current = await self._get(name)
+            if current.model.spec.runtime.value != mapped["runtime"]:
+                raise errors.unmappable("framework", "framework is immutable; create a new model instead")
+            # Onto the spec as it is (replicas included: start/stop own them), not a new one.
+            spec = merge_spec(current.model.spec.model_dump(mode="json", exclude_unset=True), mapped)
+            try:
+                ModelSpec.model_validate(spec)
+            except ValueError as exc:
+                raise errors.unmappable("config", str(exc)) from None
+            await self._fits(spec)
+            # The caller's resource_version, else the one this merge was made on: a change made in
+            # between (kubectl) is merged again rather than overwritten.
+            try:
+                with _mapped(name, "update", stale=body.resource_version is not None):
+                    return _item(await self.backend.replace(name, spec, annotations,
+                                                            body.resource_version or current.resource_version))
+            except Stale:
+                continue
+        raise errors.stale_write(name)
 
     async def delete(self, name: str) -> None:
         with _mapped(name, "deletion"):
@@ -158,7 +185,13 @@ class ManagementService:
 
     async def logs(self, name: str, tail: int | None, since_s: int | None, follow: bool) -> AsyncIterator[str]:
         await self._get(name)  # 404 before the stream starts
-        return self.backend.logs(name, tail=tail, since_s=since_s, follow=follow)
+        lines = self.backend.logs(name, tail=tail, since_s=since_s, follow=follow)
+        if follow:
+            return lines  # its first line may be long in coming: the answer starts at once
+        # Without follow every pod is read before the first line, so a failure is an error answer,
+        # not a 200 cut short.
+        first = await anext(lines, None)
+        return _chain(first, lines)
 
     async def require_running(self, name: str) -> None:
         """For the per-model inference routes: a stopped model is MODEL_NOT_RUNNING, not a backend error."""

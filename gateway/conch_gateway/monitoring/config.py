@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -21,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 _DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+RULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"  # a Prometheus alert name
 
 
 class MonitoringConfig(BaseModel):
@@ -40,7 +42,7 @@ class MonitoringConfig(BaseModel):
 class AlertRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$", description="Prometheus alert name.")
+    name: str = Field(pattern=RULE_NAME, description="Prometheus alert name.")
     expr: str = Field(min_length=1, max_length=4000, description="PromQL expression; the alert fires while it has results.")
     # A pattern (not a validator) so the OpenAPI document states the rule too.
     for_: str = Field("0s", alias="for", pattern=_DURATION.pattern,
@@ -51,6 +53,30 @@ class AlertRule(BaseModel):
     def as_prometheus(self) -> dict:
         return {"alert": self.name, "expr": self.expr, "for": self.for_,
                 "labels": {"severity": self.severity}, "annotations": {"summary": self.summary}}
+
+
+class RuleStorage(BaseModel):
+    """Where a change of the rules was kept, so a caller knows whether Prometheus will see it."""
+
+    config: str = Field(description="The store: `configmap <namespace>/<name>`, `file <path>` or `memory`.")
+    prometheus_rule: str | None = Field(None, description="namespace/name of the PrometheusRule "
+                                        "(monitoring.coreos.com/v1) holding every rule, when one was written.")
+    note: str | None = Field(None, description="Why no PrometheusRule holds the rules, when none does.")
+
+
+class StoredAlertRule(AlertRule):
+    storage: RuleStorage
+
+
+class RemovedAlertRule(BaseModel):
+    name: str
+    storage: RuleStorage
+
+
+@dataclass(frozen=True)
+class RulesWritten:
+    rules: list[AlertRule]
+    storage: RuleStorage
 
 
 def rule_file(rules: list[AlertRule]) -> dict:
@@ -96,12 +122,18 @@ class LocalConfigStore:
     def rules(self) -> list[AlertRule]:
         return parse_rules(self._read(RULES_KEY))
 
-    async def update_rules(self, change: RulesChange) -> list[AlertRule]:
+    async def update_rules(self, change: RulesChange) -> RulesWritten:
         # No await between read and write: one event loop, so no other writer in between.
         rules = change(self.rules())
         for name, text in rules_texts(rules).items():
             self._write(name, text)
-        return rules
+        if self.directory is None:
+            storage = RuleStorage(config="memory", note="no Kubernetes here and no CONCH_MONITORING_STATE_DIR: "
+                                  "the rules live in this process only and no rule file is written")
+        else:
+            storage = RuleStorage(config=f"file {self.directory / RULE_FILE_KEY}",
+                                  note="no Kubernetes here: point Prometheus' rule_files at the rule file")
+        return RulesWritten(rules, storage)
 
     def _read(self, name: str) -> str | None:
         if self.directory is None:

@@ -6,7 +6,10 @@ it (resourceNames): the inference gateway may get/list/watch it, the management 
 and patch it. Lists and watches carry the field selector metadata.name=<name>, which is what lets
 the API server authorize them against resourceNames. Reads are served from the watched copy;
 writes replace the object with the resourceVersion read, so two replicas adding rules at once
-cannot lose one (409 → read again, apply again)."""
+cannot lose one (409 → read again, apply again).
+
+Where the settings name a PrometheusRule (the management API's), the rules are also copied into it
+(prometheusrule.py): after each write of the rules, and on each change the watch sees."""
 
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ import logging
 from typing import Any
 
 from ..errors import ConchError, service_not_configured
-from .config import (CONFIG_KEY, RULES_KEY, AlertRule, MonitoringConfig, RulesChange, config_text, parse_config,
-                     parse_rules, rules_texts)
+from ..kubernetes_client import api_client
+from .config import (CONFIG_KEY, RULES_KEY, AlertRule, MonitoringConfig, RulesChange, RulesWritten, RuleStorage,
+                     config_text, parse_config, parse_rules, rules_texts)
+from .prometheusrule import Owner, PrometheusRuleCopy
 
 log = logging.getLogger("conch.gateway.monitoring")
 _CONFLICT_RETRIES = 5
@@ -24,12 +29,17 @@ _CONFLICT_RETRIES = 5
 
 class ConfigMapStore:
     def __init__(self, namespace: str, name: str, api_client=None, *, watch_timeout_s: int = 300,
-                 max_backoff_s: float = 5.0) -> None:
+                 max_backoff_s: float = 5.0, prometheus_rule: PrometheusRuleCopy | None = None) -> None:
         self.namespace = namespace
         self.name = name
         self._api = api_client
         self._data: dict[str, str] = {}
         self._version = 0  # resourceVersion of the copy, as an int: never go back to an older copy
+        self._uid: str | None = None  # the ConfigMap's, which owns the PrometheusRule
+        self.prometheus_rule = prometheus_rule
+        self._copy_task: asyncio.Task | None = None
+        self._copy_wanted = False
+        self._copy_note: str | None = None
         self._task: asyncio.Task | None = None
         self._watch_timeout_s = watch_timeout_s
         self._max_backoff_s = max_backoff_s
@@ -45,7 +55,7 @@ class ConfigMapStore:
     async def put_config(self, config: MonitoringConfig) -> None:
         await self._update(lambda data: {**data, CONFIG_KEY: config_text(config)})
 
-    async def update_rules(self, change: RulesChange) -> list[AlertRule]:
+    async def update_rules(self, change: RulesChange) -> RulesWritten:
         result: list[list[AlertRule]] = []
 
         def apply(data: dict[str, str]) -> dict[str, str]:
@@ -53,10 +63,19 @@ class ConfigMapStore:
             result[:] = [rules]
             return {**data, **rules_texts(rules)}
 
-        await self._update(apply)
-        return result[0]
+        written = await self._update(apply)
+        storage = RuleStorage(config=f"configmap {self.namespace}/{self.name}",
+                              note="this replica copies no rules into a PrometheusRule "
+                                   "(CONCH_MONITORING_PROMETHEUS_RULE is unset)")
+        if self.prometheus_rule is not None:
+            # In the request, so the answer says where the rules are; the watch would copy them too.
+            meta = written.metadata
+            copied = await self.prometheus_rule.write(await self._client(), result[0],
+                                                      Owner(self.name, meta.uid, meta.resource_version))
+            storage = storage.model_copy(update={"prometheus_rule": copied.prometheus_rule, "note": copied.note})
+        return RulesWritten(result[0], storage)
 
-    async def _update(self, change) -> None:
+    async def _update(self, change):
         from kubernetes.aio import client
         from kubernetes.aio.client.exceptions import ApiException
 
@@ -72,8 +91,9 @@ class ConfigMapStore:
                 if error.status == 409:
                     continue  # another replica wrote in between: read its write and apply ours on top
                 raise _write_error(self.namespace, self.name, error) from None
-            self._take(written.metadata.resource_version, written.data)  # this replica sees its own write at once
-            return
+            # this replica sees its own write at once
+            self._take(written.metadata.resource_version, written.data, uid=written.metadata.uid)
+            return written
         raise service_not_configured("CONFIG_CONFLICT", f"ConfigMap {self.namespace}/{self.name} kept changing "
                                      "under this write; retry it")
 
@@ -90,21 +110,16 @@ class ConfigMapStore:
         self._task = asyncio.create_task(self._watch_forever(resource_version), name="monitoring-configmap-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._copy_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._api is not None:
             await self._api.close()
 
     async def _client(self):
         if self._api is None:
-            from kubernetes.aio import client, config
-
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                await config.load_kube_config()
-            self._api = client.ApiClient()
+            self._api = await api_client()
         return self._api
 
     def _list_args(self) -> tuple[Any, tuple, dict]:
@@ -119,7 +134,7 @@ class ConfigMapStore:
         listing = await function(*args, **kwargs)
         if listing.items:
             item = listing.items[0]
-            self._take(item.metadata.resource_version, item.data, force=True)
+            self._take(item.metadata.resource_version, item.data, force=True, uid=item.metadata.uid)
         else:
             # Not created yet (the chart creates it): defaults until it appears; writes say what is missing.
             log.warning("ConfigMap %s/%s does not exist: monitoring configuration is the defaults",
@@ -144,7 +159,7 @@ class ConfigMapStore:
                             raise RuntimeError(f"watch error: {obj}")
                         resource_version = obj.metadata.resource_version
                         if kind in ("ADDED", "MODIFIED"):
-                            self._take(resource_version, obj.data)
+                            self._take(resource_version, obj.data, uid=obj.metadata.uid)
                         elif kind == "DELETED":
                             self._data, self._version = {}, 0
                         backoff = 0.1
@@ -159,7 +174,8 @@ class ConfigMapStore:
                 backoff = min(backoff * 2, self._max_backoff_s)
                 resource_version = None
 
-    def _take(self, resource_version: str | None, data: dict[str, str] | None, force: bool = False) -> None:
+    def _take(self, resource_version: str | None, data: dict[str, str] | None, force: bool = False,
+              uid: str | None = None) -> None:
         # A write's answer and the watch event of the same write both arrive; keep the newer copy.
         # (etcd's resourceVersions are increasing integers; anything else is simply taken.)
         try:
@@ -167,7 +183,33 @@ class ConfigMapStore:
         except ValueError:
             version, force = 0, True
         if force or version >= self._version:
-            self._data, self._version = dict(data or {}), version
+            self._data, self._version, self._uid = dict(data or {}), version, uid or self._uid
+            self._copy_soon()
+
+    # -- the PrometheusRule copy, kept up with the watched ConfigMap ---------------------------
+    def _copy_soon(self) -> None:
+        """A `kubectl edit` of the ConfigMap, or another replica's write, reaches the copy too. One
+        task at a time, which copies the newest version when it runs (stamps keep it ordered)."""
+        if self.prometheus_rule is None or self._uid is None:
+            return
+        self._copy_wanted = True
+        if self._copy_task is None or self._copy_task.done():
+            self._copy_task = asyncio.get_running_loop().create_task(self._copy_latest(),
+                                                                     name="monitoring-prometheusrule-copy")
+
+    async def _copy_latest(self) -> None:
+        while self._copy_wanted:
+            self._copy_wanted = False
+            try:
+                rules = parse_rules(self._data.get(RULES_KEY))
+            except ValueError:
+                return  # a hand-broken key: keep the last good copy rather than empty it
+            copied = await self.prometheus_rule.write(await self._client(), rules,
+                                                      Owner(self.name, self._uid, str(self._version)))
+            if copied.note != self._copy_note:  # said once, not on every change
+                if copied.note:
+                    log.warning("alert rules not copied into a PrometheusRule: %s", copied.note)
+                self._copy_note = copied.note
 
 
 def _valid(parse, text: str | None, default):

@@ -7,14 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from .. import __version__
+from ..auth import caller as callers
 from ..dependencies import services
-from ..errors import invalid_request
+from ..errors import ConchError, authorization_failed, invalid_request
 from . import aggregate, cluster, gpu, promsource, system
 from .alerts import AlertTracker
-from .config import AlertRule, LocalConfigStore, MonitoringConfig
+from .config import RULE_NAME, AlertRule, LocalConfigStore, MonitoringConfig, RemovedAlertRule, StoredAlertRule
 from .history import History
 from .hub import Hub
 from .protocol import GPUStatus, MetricsReport, SystemStatus
@@ -121,8 +122,32 @@ async def get_alerts(request: Request) -> list[AlertRule]:
     return _store(request).rules()
 
 
-@router.post("/api/config/alerts", response_model=AlertRule, status_code=201,
-             summary="Add an alert rule; it replaces one of the same name")
-async def post_alert(request: Request, rule: AlertRule) -> AlertRule:
-    await _store(request).update_rules(lambda rules: [r for r in rules if r.name != rule.name] + [rule])
-    return rule
+@router.post("/api/config/alerts", response_model=StoredAlertRule, status_code=201,
+             summary="Add an alert rule; it replaces one of the same name. `storage` says where it is kept "
+             "(the ConfigMap, and the PrometheusRule where that CRD exists)")
+async def post_alert(request: Request, rule: AlertRule) -> StoredAlertRule:
+    written = await _store(request).update_rules(lambda rules: [r for r in rules if r.name != rule.name] + [rule])
+    return StoredAlertRule.model_validate({**rule.model_dump(by_alias=True), "storage": written.storage})
+
+
+def _admin(request: Request) -> None:
+    # The auth middleware's ADMIN_ONLY names fixed paths; this one carries the rule's name.
+    caller = callers.current()
+    if not caller.is_admin:
+        raise authorization_failed(f"'{caller.principal}' is not an admin: {request.method} {request.url.path} "
+                                   "needs the admin role")
+
+
+_RULE_NAME = Path(pattern=RULE_NAME, description="The rule's name.")
+
+
+@router.delete("/api/config/alerts/{name}", response_model=RemovedAlertRule, dependencies=[Depends(_admin)],
+               summary="Remove an alert rule (from the ConfigMap and the PrometheusRule alike); 404 if absent")
+async def delete_alert(request: Request, name: str = _RULE_NAME) -> RemovedAlertRule:
+    def without(rules: list[AlertRule]) -> list[AlertRule]:
+        if not any(r.name == name for r in rules):
+            raise ConchError(404, "ALERT_RULE_NOT_FOUND", f"no alert rule is named '{name}'", param="name")
+        return [r for r in rules if r.name != name]
+
+    written = await _store(request).update_rules(without)
+    return RemovedAlertRule(name=name, storage=written.storage)

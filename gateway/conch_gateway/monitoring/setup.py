@@ -29,7 +29,14 @@ def store_from_settings(settings: Settings):
     namespace, _, name = settings.monitoring_config_map.rpartition("/")
     namespace = namespace or (_POD_NAMESPACE.read_text().strip() if _POD_NAMESPACE.exists() else None) \
         or settings.watch_namespace or "default"
-    return ConfigMapStore(namespace, name)
+    copy = None
+    if settings.monitoring_prometheus_rule is not None:
+        from .prometheusrule import PrometheusRuleCopy
+
+        # Beside the ConfigMap: an owner reference cannot cross namespaces.
+        copy = PrometheusRuleCopy(namespace, settings.monitoring_prometheus_rule,
+                                  dict(settings.monitoring_prometheus_rule_labels))
+    return ConfigMapStore(namespace, name, prometheus_rule=copy)
 
 
 def install(app: FastAPI, settings: Settings, registry: ModelRegistry, authenticator, metrics) -> None:

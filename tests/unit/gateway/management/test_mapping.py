@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from conch_api.model import Model
-from conch_gateway.management.mapping import ANNOTATION, UnmappableField, status_of, to_item, to_spec
+from conch_gateway.management.mapping import ANNOTATION, UnmappableField, merge_spec, status_of, to_item, to_spec
 from conch_gateway.management.protocol import ModelCreate
 
 
@@ -86,3 +86,25 @@ def test_unknown_fields_are_refused_not_dropped():
 def test_status(replicas, phase, status):
     spec, _ = to_spec(body())
     assert status_of(model({**spec, "replicas": replicas}, phase=phase)) == status
+
+
+def test_an_update_merges_onto_the_spec_and_keeps_what_the_body_cannot_express():
+    existing = {"runtime": "tensorrt-llm", "source": {"huggingFace": {"repoId": "org/old", "revision": "main"}},
+                "replicas": 3, "gpu": {"count": 1, "product": "NVIDIA-L4"}, "nodeSelector": {"pool": "gpu"},
+                "aliases": ["old"], "tolerations": [{"key": "gpu", "operator": "Exists"}],
+                "engine": {"maxBatchSize": 16, "maxSeqLen": 4096, "maxInputLen": 2048, "tensorParallel": 1},
+                "resources": {"requests": {"cpu": "1", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}}
+    mapped, _ = to_spec(body(framework="tensorrt-llm", config={"model_path": "hf://org/new", "n_ctx": 1024},
+                             resource_requirements={"gpu_count": 2, "cpu_cores": 2}))
+    merged = merge_spec(existing, mapped)
+    assert merged == {
+        "runtime": "tensorrt-llm", "displayName": "我的模型",
+        "source": {"huggingFace": {"repoId": "org/new"}},  # replaced whole: one source, not old + new
+        "replicas": 3, "gpu": {"count": 2, "product": "NVIDIA-L4"}, "nodeSelector": {"pool": "gpu"},
+        "aliases": ["old"], "tolerations": [{"key": "gpu", "operator": "Exists"}],
+        "engine": {"maxBatchSize": 16, "maxSeqLen": 1024, "maxInputLen": 1023, "tensorParallel": 2},
+        "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}}
+    assert existing["gpu"] == {"count": 1, "product": "NVIDIA-L4"}  # the input is left alone
+    # A file source replacing a PVC one leaves no PVC behind.
+    assert merge_spec({"source": {"pvc": {"claimName": "c", "path": "m.gguf"}}},
+                      {"source": {"file": {"path": "/m.gguf"}}}) == {"source": {"file": {"path": "/m.gguf"}}}
