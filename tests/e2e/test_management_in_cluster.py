@@ -1,0 +1,106 @@
+"""The management API as the chart deploys it (its own Deployment and ServiceAccount), on the real
+node, over HTTP through the ingress with the admin key the chart generated: a Model created and
+scaled to two replicas through the API turns into two real Triton pods, the paged list reports it
+running, and its logs are both pods' lines merged by time (`<pod> <line>`), following both at once.
+
+The logs need real pods — kwok's have none — so this is the end-to-end half of what
+tests/unit/gateway/management/test_logmerge.py checks as a pure function. It reuses the release of
+tests/e2e/test_real_pods.py (a module of its own here, so a release of its own). The management API
+manages Models of the release's namespace (the chart's default), so the Model lives there rather
+than in the `models` namespace those tests apply examples to."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from support.k8s import wait_until
+
+from .test_real_pods import api_key, http, is_ready, release  # noqa: F401 (fixtures of that module)
+
+pytestmark = pytest.mark.k8s
+NAME = "managed-smollm2"
+GGUF = "/models/SmolLM2-135M-Instruct.Q4_1.gguf"  # in the CPU Triton image (examples/smollm2-cpu.yaml)
+SELECTOR = f"conch.dev/model={NAME},app.kubernetes.io/component=triton"
+
+
+def _stamp(line: str) -> tuple[float, int]:
+    """kubectl's RFC 3339 stamp as (seconds, nanoseconds): trailing zeros are trimmed, so not text."""
+    stamp = line.split(" ", 1)[0]
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole + "+00:00").timestamp(), int(fraction.ljust(9, "0"))
+
+
+def _expected(e2e_cluster, namespace: str, pods: list[str], tail: int) -> list[str]:
+    """What the merge must give, from `kubectl logs --timestamps` of each pod: sorted by stamp, a tie
+    in pod-name order, each pod's own order kept."""
+    entries = []
+    for rank, pod in enumerate(sorted(pods)):
+        lines = e2e_cluster.kubectl("-n", namespace, "logs", pod, "-c", "triton", "--timestamps",
+                                    f"--tail={tail}").stdout.split("\n")[:-1]  # lines end in \n
+        entries += [(_stamp(line), rank, index, f"{pod} {line.split(' ', 1)[1] if ' ' in line else ''}")
+                    for index, line in enumerate(lines)]
+    return [text for *_, text in sorted(entries)]
+
+
+def test_the_management_api_runs_a_model_and_merges_its_pods_logs(e2e_cluster, release, http):
+    namespace = release["namespace"]
+    body = {"name": NAME, "framework": "llama.cpp", "description": "created through the ingress",
+            "config": {"model_path": GGUF, "n_ctx": 2048}, "resource_requirements": {"cpu_cores": 0.5}}
+    try:
+        created = http.post("/api/models", json=body)
+        assert created.status_code == 201, created.text  # the management Deployment answered, not the gateway
+        scaled = http.post("/modify_cluster_state", json={"model": NAME, "replicas": 2})
+        assert scaled.status_code == 200, scaled.text
+
+        def ready_pods() -> list[str]:
+            return sorted(p["metadata"]["name"] for p in e2e_cluster.get("pods", "-n", namespace, "-l", SELECTOR)["items"]
+                          if is_ready(p) and not p["metadata"].get("deletionTimestamp"))
+
+        def running() -> bool:
+            item = http.get(f"/api/models/{NAME}").json()
+            return item.get("status") == "running" and item["health"] == "healthy" and len(ready_pods()) == 2
+
+        wait_until(running, 240, interval=2, message="two replicas running, as the management API reports")
+        listed = http.get("/api/models", params={"status": "running", "size": 100}).json()
+        assert NAME in [i["id"] for i in listed["items"]]
+        model = e2e_cluster.get("model", NAME, "-n", namespace)
+        assert model["spec"]["replicas"] == 2 and model["spec"]["source"] == {"file": {"path": GGUF}}
+
+        pods = ready_pods()
+        assert len(pods) == 2 and http.get(f"/api/models/{NAME}").json()["resource_usage"]["replicas"] == 2
+
+        # tail per pod, both pods merged by time; a line logged between the two reads would differ,
+        # so compare until a quiet moment gives the same answer.
+        def merged_as_kubectl_says() -> bool:
+            answer = http.get(f"/api/models/{NAME}/logs", params={"tail": 8})
+            assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain"), answer.text
+            return answer.text.split("\n")[:-1] == _expected(e2e_cluster, namespace, pods, 8)
+
+        wait_until(merged_as_kubectl_says, 60, interval=2, message="the merged logs equal kubectl's, by time")
+        lines = http.get(f"/api/models/{NAME}/logs", params={"tail": 8}).text.splitlines()
+        assert {line.split(" ", 1)[0] for line in lines} == set(pods) and len(lines) == 16
+
+        # follow: every pod's stream at once (each pod's last line arrives, not only the first pod's).
+        seen: list[str] = []
+        started = time.monotonic()
+        with http.stream("GET", f"/api/models/{NAME}/logs", params={"tail": 1, "follow": "true"},
+                         timeout=60) as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                seen.append(line)
+                if {s.split(" ", 1)[0] for s in seen} == set(pods) or time.monotonic() - started > 30:
+                    break
+        assert {s.split(" ", 1)[0] for s in seen} == set(pods), seen
+        assert time.monotonic() - started < 30
+
+        missing = http.get("/api/models/no-such-model/logs")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "MODEL_NOT_FOUND"
+    finally:
+        deleted = http.delete(f"/api/models/{NAME}")
+        assert deleted.status_code in (204, 404), deleted.text
+        wait_until(lambda: not e2e_cluster.get("pods", "-n", namespace, "-l", SELECTOR)["items"], 120, interval=1,
+                   message="the Model's pods gone")
+    assert http.get("/api/models", params={"size": 100}).json()["total"] == 0
