@@ -20,7 +20,8 @@ from support.k8s import wait_until
 
 from .test_real_pods import api_key, http, is_ready, release  # noqa: F401 (fixtures of that module)
 
-pytestmark = pytest.mark.k8s
+# The first test of a module also starts the cluster and installs the chart (helm may wait 360 s).
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(1200)]
 NAME = "managed-smollm2"
 GGUF = "/models/SmolLM2-135M-Instruct.Q4_1.gguf"  # in the CPU Triton image (examples/smollm2-cpu.yaml)
 SELECTOR = f"conch.dev/model={NAME},app.kubernetes.io/component=triton"

@@ -28,7 +28,8 @@ import yaml
 from support import REPO_ROOT
 from support.k8s import wait_until
 
-pytestmark = pytest.mark.k8s
+# The first test of a module also starts the cluster and installs the chart (helm may wait 360 s).
+pytestmark = [pytest.mark.k8s, pytest.mark.timeout(1200)]
 
 CHART = REPO_ROOT / "charts" / "conch"
 EXAMPLE = REPO_ROOT / "examples" / "smollm2-cpu.yaml"
