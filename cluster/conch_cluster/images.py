@@ -288,9 +288,12 @@ def build_node_images(flags: list[str]) -> dict[str, str]:
 
 
 def export(name: str, image_ref: str, extra_refs: list[str]) -> dict:
-    """The image as a docker-archive the node's containerd imports, once per image ID."""
+    """The image as a docker-archive the node's containerd imports, once per image ID and names:
+    an archive carries the tags it was saved with, and a commit that leaves an image unchanged
+    (same ID) still needs its new tag on the node, or pods asking for it fail to pull."""
     identity = image_id(image_ref)
-    archive = images_dir() / "archives" / f"{name}-{identity[:16]}.tar"
+    key = hashlib.sha256("\n".join([identity, image_ref, *extra_refs]).encode()).hexdigest()[:16]
+    archive = images_dir() / "archives" / f"{name}-{key}.tar"
     if not archive.is_file():
         archive.parent.mkdir(parents=True, exist_ok=True)
         partial = archive.with_suffix(".partial")
