@@ -125,9 +125,9 @@ class RealNode:
         return proc
 
     def import_images(self, archives: list[Path]) -> None:
-        """Imports the archives the store does not hold yet (an archive is named by its image's ID and tags,
-        so the same name is the same content), then forgets every other image (containerd collects
-        their content): the store keeps exactly the images of the current build."""
+        """Imports the archives the store does not hold yet (an archive is named by its image's ID
+        and tags, so the same name is the same content), then forgets every other image (containerd
+        collects their content): the store keeps exactly the images of the current build."""
         ledger = self.paths.image_store / "conch-imported.json"
         try:
             imported: dict[str, list[str]] = json.loads(ledger.read_text())
