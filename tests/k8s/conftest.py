@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from support.k8s import Kubectl, Operator, wait_until
+from support.k8s import GatewayProcess, Kubectl, Operator, wait_until
 
 
 @pytest.fixture
@@ -37,3 +37,12 @@ def operator(cluster, namespace, tmp_path) -> Iterator[Operator]:
 def echo_triton(triton):
     """The session's real Triton; its `echo` model answers at once."""
     return triton
+
+
+@pytest.fixture
+def gateway(cluster, namespace, tmp_path) -> Iterator[GatewayProcess]:
+    """A gateway process with the Kubernetes model source, watching `namespace` (modules needing
+    more — auth, a chart's ServiceAccount — define their own)."""
+    process = GatewayProcess(cluster, namespace, tmp_path).start()
+    yield process
+    process.stop()

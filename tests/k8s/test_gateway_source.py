@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator
 
 import httpx
 import pytest
 
-from support.k8s import GatewayProcess, model_manifest, wait_until
+from support.k8s import model_manifest, wait_until
 
 pytestmark = pytest.mark.k8s
-
-
-@pytest.fixture
-def gateway(cluster, namespace, tmp_path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(cluster, namespace, tmp_path).start()
-    yield process
-    process.stop()
 
 
 def model_ids(gateway) -> list[str]:

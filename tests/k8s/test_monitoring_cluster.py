@@ -4,21 +4,11 @@ nvidia.com/gpu capacity/allocatable and the nvidia.com/gpu.product label — rea
 from __future__ import annotations
 
 import json
-from typing import Iterator
 
 import httpx
 import pytest
 
-from support.k8s import GatewayProcess
-
 pytestmark = pytest.mark.k8s
-
-
-@pytest.fixture
-def gateway(cluster, namespace, tmp_path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(cluster, namespace, tmp_path).start()
-    yield process
-    process.stop()
 
 
 def test_gpu_status_lists_the_clusters_gpu_nodes(cluster, gateway):
