@@ -41,14 +41,6 @@ TRITON_SELECTOR = f"conch.dev/model={MODEL},app.kubernetes.io/component=triton"
 SMALL = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
 
 
-def adopt_kept_crd(e2e_cluster, release_name: str, namespace: str) -> None:
-    """An uninstalled release keeps the Model CRD, annotated as its own: a release in another
-    namespace takes it over as a user does, by re-annotating it before `helm install`."""
-    if e2e_cluster.get("crd", "models.conch.dev") is not None:
-        e2e_cluster.kubectl("annotate", "crd", "models.conch.dev", "--overwrite",
-                            f"meta.helm.sh/release-name={release_name}", f"meta.helm.sh/release-namespace={namespace}")
-
-
 @pytest.fixture(scope="module")
 def release(e2e_cluster, tmp_path_factory) -> Iterator[dict]:
     namespace = f"conch-e2e-{uuid.uuid4().hex[:6]}"
@@ -57,9 +49,9 @@ def release(e2e_cluster, tmp_path_factory) -> Iterator[dict]:
               "operator": {"resources": SMALL}}
     values_file = tmp_path_factory.mktemp("e2e-values") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    adopt_kept_crd(e2e_cluster, "conch", namespace)  # another module's release kept it (docs/kubernetes.md)
+    # --take-ownership: another module's release, uninstalled, kept the Model CRD (docs/kubernetes.md)
     e2e_cluster.helm("install", "conch", str(CHART), "-n", namespace, "--create-namespace", "-f", str(values_file),
-                     "--wait", "--timeout=360s", timeout=420)
+                     "--take-ownership", "--wait", "--timeout=360s", timeout=420)
     yield {"namespace": namespace, "values": values_file}
     e2e_cluster.helm("uninstall", "conch", "-n", namespace, "--wait", check=False)
     e2e_cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Iterator
 
@@ -15,7 +16,7 @@ from conch_engines.embedded import bundled_model_resource
 from conch_engines.triton_server import TritonPorts, TritonServer
 from conch_gateway.app import create_app
 from conch_gateway.settings import Settings
-from support import GatewayServer, free_port_block
+from support import GatewayServer, free_port_block, seed003
 from support.auth import bearer, key_entry, user_entry, write_keys
 
 pytestmark = pytest.mark.triton
@@ -69,7 +70,7 @@ def wait_status(api: httpx.Client, name: str, status: str, timeout: float = 60) 
 
 
 def generate(api: httpx.Client, name: str) -> httpx.Response:
-    return api.post(f"/api/models/{name}/generate", json={"inputs": "Hello", "parameters": {"max_new_tokens": 4}})
+    return api.post(f"/api/models/{name}/generate", json={"prompt": "Hello", "max_tokens": 4})
 
 
 def test_credentials(stack):
@@ -102,7 +103,7 @@ def test_stop_then_start_through_triton(api, stack):
     assert api.post("/api/models/smollm2/start", json={"timeout": 120}).status_code == 202
     wait_status(api, "smollm2", "running")
     answer = generate(api, "smollm2")
-    assert answer.status_code == 200 and answer.json()["generated_text"], answer.text
+    assert answer.status_code == 200 and answer.json()["choices"][0]["text"], answer.text
 
 
 def test_seed_001_load_and_seed_004_scaling(api):
@@ -126,8 +127,16 @@ def test_create_from_a_gguf_path_generate_update_delete(api, stack):
     chat = api.post("/api/models/mine/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
                                                                "max_tokens": 4})
     assert chat.status_code == 200 and chat.json()["model"], chat.text
-    stream = api.post("/api/models/mine/generate/stream", json={"inputs": "Hi", "parameters": {"max_new_tokens": 3}})
-    assert stream.status_code == 200 and "data:" in stream.text
+    # seed 003's stream: `data: {"id", "choices": [{"text", "index"}]}` events (OpenAI's completion chunks)
+    for path, request in (("/api/models/mine/generate/stream", {"prompt": "Hi", "max_tokens": 3}),
+                          ("/api/models/mine/generate", {"prompt": "Hi", "max_tokens": 3, "stream": True})):
+        stream = api.post(path, json=request)
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream"), stream.text
+        events = [line[len("data: "):] for line in stream.text.splitlines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]", events
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert all(c["id"] == chunks[0]["id"] and c["choices"][0]["index"] == 0 for c in chunks), chunks
+        assert "".join(c["choices"][0]["text"] for c in chunks), chunks
     # optimistic concurrency: an update from a stale read is refused
     version = item["resource_version"]
     fresh = api.put("/api/models/mine", json={**body, "description": "v2", "resource_version": version})
@@ -165,10 +174,19 @@ def test_logs_from_tritons_log(api):
     envelope(api.get("/api/models/nope/logs"), 404, "MODEL_NOT_FOUND")
 
 
-def test_token_from_api_auth_token_walkthrough(stack):
-    """Seed 003's walkthrough: token → generate."""
-    token = httpx.post(f"{stack['url']}/api/auth/token", json={"username": "carol", "password": PASSWORD}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    answer = httpx.post(f"{stack['url']}/api/models/smollm2/generate", headers=headers, timeout=120,
-                        json={"inputs": "Hello", "parameters": {"max_new_tokens": 4}})
-    assert answer.status_code == 200, answer.text
+def test_seed_003_curl_walkthrough_as_written(api, stack):
+    """Seed 003's cURL examples run by the real curl: a token from /api/auth/token, then create →
+    start → generate with it (the seed's model file is the bundled GGUF)."""
+    walked = seed003.walk(stack["url"], "carol", PASSWORD, stack["gguf"],
+                          before_generate=lambda model_id: wait_status(api, model_id, "running"))
+    try:
+        assert (walked.token["token_type"], walked.token["expires_in"]) == ("bearer", 3600)
+        assert walked.created["id"] == seed003.SEED_MODEL_NAME
+        answer = walked.generated  # the seed's answer: id, model, choices[{text, finish_reason, index}], usage, created
+        assert answer["model"] == seed003.SEED_MODEL_NAME and answer["created"] > 0 and answer["id"]
+        choice = answer["choices"][0]
+        assert (choice["index"], choice["finish_reason"] in ("stop", "length"), bool(choice["text"])) == (0, True, True)
+        usage = answer["usage"]
+        assert 0 < usage["completion_tokens"] <= 100 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    finally:
+        api.delete(f"/api/models/{seed003.SEED_MODEL_NAME}")

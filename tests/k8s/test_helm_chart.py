@@ -316,11 +316,37 @@ def test_uninstall_keeps_the_crd_and_the_models(cluster, cluster_helm, release, 
     assert get_model(cluster, namespace, "smollm2")["status"]["phase"] == "Ready"
 
 
+def crd_owner(cluster) -> tuple[str, str]:
+    annotations = json.loads(cluster.kubectl("get", "crd", "models.conch.dev", "-o", "json").stdout)["metadata"]["annotations"]
+    return annotations["meta.helm.sh/release-name"], annotations["meta.helm.sh/release-namespace"]
+
+
+def test_a_release_in_another_namespace_takes_the_kept_crd_over(cluster, cluster_helm, release, models):
+    """The kept CRD still names the uninstalled release as its owner: helm refuses a release in
+    another namespace over it, unless told to take it over (`--take-ownership`, docs/kubernetes.md);
+    the Models stay."""
+    namespace, _ = models
+    other = f"{release}-next"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        assert crd_owner(cluster) == (RELEASE, release)
+        refused = cluster_helm("install", RELEASE, str(CHART), "-n", other, "--timeout=90s", check=False)
+        assert refused.returncode != 0 and "invalid ownership metadata" in refused.stderr, refused.stderr
+        cluster_helm("install", RELEASE, str(CHART), "-n", other, "--take-ownership", "--wait", "--timeout=90s")
+        assert crd_owner(cluster) == (RELEASE, other) and established(cluster, "models.conch.dev")
+        cluster_helm("uninstall", RELEASE, "-n", other, "--wait", "--timeout=60s")
+        assert crd_owner(cluster) == (RELEASE, other)  # kept again, the later release's now
+        assert get_model(cluster, namespace, "smollm2") is not None
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
 def test_uninstall_deletes_the_crd_when_asked(cluster, cluster_helm, release, models):
     """crds.keep=false, set with `helm upgrade` as NOTES.txt says: the CRD goes with the release, and
     every Model with it. The session's CRD is put back afterwards."""
     namespace, _ = models
-    cluster_helm("install", RELEASE, str(CHART), "-n", release, "--wait", "--timeout=90s")  # takes the kept CRD back
+    cluster_helm("install", RELEASE, str(CHART), "-n", release, "--take-ownership", "--wait",
+                 "--timeout=90s")  # takes the kept CRD back from the previous test's release
     cluster_helm("upgrade", RELEASE, str(CHART), "-n", release, "--reuse-values", "--set", "crds.keep=false",
                  "--wait", "--timeout=90s")
     assert "helm.sh/resource-policy" not in json.loads(

@@ -77,13 +77,13 @@ async def _scale(cluster, namespace: str, name: str, replicas: int) -> None:
             "conch.dev", "v1alpha1", namespace, "models", name, {"spec": {"replicas": replicas}})
 
 
-async def _update_for(ws, model_id: str, replicas: int, timeout: float) -> tuple[dict, float]:
-    """The first model_status_update of `model_id` reporting `replicas`, and when it came."""
+async def _update_for(ws, model_id: str, replicas: int, timeout: float, field: str = "replicas") -> tuple[dict, float]:
+    """The first model_status_update of `model_id` reporting `replicas` (in `field`), and when it came."""
     deadline = time.monotonic() + timeout
     while True:
         event = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
         if event["type"] == "model_status_update" and event["data"]["model_id"] == model_id \
-                and event["data"]["replicas"] == replicas:
+                and event["data"][field] == replicas:
             return event, time.monotonic()
 
 
@@ -107,6 +107,13 @@ def test_a_scale_reaches_websocket_clients_within_a_second(cluster, kubectl, gat
             await asyncio.to_thread(kubectl, "scale", "model/scaled", "--replicas=3")
             returned = time.monotonic()
             scaled = await asyncio.gather(*(_update_for(ws, "scaled", 3, 5) for ws in clients))
+            # Replicas becoming ready, as the operator writes them to the status subresource.
+            await asyncio.to_thread(kubectl, "patch", "model/scaled", "--subresource=status", "--type=merge",
+                                    "-p", json.dumps({"status": {"replicas": 3, "readyReplicas": 2}}))
+            patched = time.monotonic()
+            ready = await asyncio.gather(*(_update_for(ws, "scaled", 2, 5, "ready_replicas") for ws in clients))
+            assert max(at for _, at in ready) - patched < 1.0
+            assert ready[0][0]["data"]["replicas"] == 3
             return started, stopped, returned, scaled
         finally:
             for ws in clients:
@@ -116,7 +123,7 @@ def test_a_scale_reaches_websocket_clients_within_a_second(cluster, kubectl, gat
     assert max(at for _, at in stopped) - started < 1.0, gateway.log()[-2000:]
     assert max(at for _, at in scaled) - returned < 1.0
     event = stopped[0][0]["data"]
-    assert (event["status"], event["health"], event["replicas"]) == ("stopped", "unknown", 0)
+    assert (event["status"], event["health"], event["replicas"], event["ready_replicas"]) == ("stopped", "unknown", 0, 0)
     # Not Ready (no operator): a model meant to run that is not running yet is starting.
     assert (scaled[0][0]["data"]["status"], scaled[0][0]["data"]["replicas"]) == ("starting", 3)
     assert kubectl.model("scaled")["spec"]["replicas"] == 3

@@ -108,7 +108,8 @@ class LocalBackend:
         phase = {"READY": "Ready", "LOADING": "Deploying"}.get(state or "", "Failed" if wanted and state == "UNAVAILABLE"
                                                                 else "Stopped")
         ready = "True" if phase == "Ready" else "False"
-        status = {**doc.get("status", {}), "phase": phase, "replicas": 1 if phase == "Ready" else 0,
+        serving = 1 if phase == "Ready" else 0  # one local Triton: a loaded model is one ready replica
+        status = {**doc.get("status", {}), "phase": phase, "replicas": serving, "readyReplicas": serving,
                   "conditions": [{"type": "Ready", "status": ready, "reason": "Triton", "message": state or "not loaded"}]}
         model = Model.model_validate({**doc, "status": status})
         ann = doc["metadata"].get("annotations") or {}

@@ -156,5 +156,6 @@ def to_item(model: Model, *, created_at: str | None = None, updated_at: str | No
         id=meta.name, name=meta.name, display_name=spec.displayName or meta.name,
         description=kept.get("description"), framework=_SEED_FRAMEWORK[spec.runtime.value],
         status=status, health=health, created_at=created_at, updated_at=updated_at, config=config,
-        resource_usage={"replicas": model.status.replicas, "gpu_count": gpus * model.status.replicas},
+        resource_usage={"replicas": model.status.replicas, "ready_replicas": model.status.readyReplicas,
+                        "gpu_count": gpus * model.status.replicas},
         tags=kept.get("tags", []), priority=kept.get("priority"), resource_version=resource_version)

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ValidationError
 from ..auth import caller as callers
 from ..dependencies import services
 from ..errors import authorization_failed
-from ..protocol.generate import GenerateRequest
-from ..protocol.openai import ChatCompletionRequest, EmbeddingRequest
+from ..protocol.openai import ChatCompletionRequest, Completion, CompletionRequest, EmbeddingRequest
 from ..responses import typed_json
 from ..sse import event_stream
 from .protocol import Accepted, Lifecycle, LoadRequest, ModelCreate, ModelItem, ModelPage, ModelUpdate, ModifyClusterState
 from .service import ManagementService
+
+_STREAM_DOC = {200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE chunks when stream is true"}}
 
 
 def management(request: Request) -> ManagementService:
@@ -90,17 +91,22 @@ def _routes(prefix: str, *, listing: bool = True) -> APIRouter:
         lines = await management(request).logs(model_id, tail, since, follow)
         return StreamingResponse(_encode(lines), media_type="text/plain; charset=utf-8")
 
-    # Per-model inference (seed 003): the path names the model; the body is the usual one.
-    @router.post("/{model_id}/generate", summary="Generate with this model (the generate API; stream: true streams)")
+    # Per-model inference (seed 003): the path names the model. Seed 003's generate body
+    # (prompt, max_tokens, temperature, top_p, top_k, stop, stream) and answer (id, model,
+    # choices[{text, finish_reason, index}], usage, created) are OpenAI's text completion, so
+    # it is served as one: /v1/completions with the model from the path.
+    @router.post("/{model_id}/generate", response_model=Completion, responses=_STREAM_DOC,
+                 summary="Generate with this model (seed 003; a text completion; stream: true streams)")
     async def generate(model_id: str, request: Request, body: dict[str, Any] = Body(...)) -> Response:
-        req = await _request(request, model_id, GenerateRequest, body, "model_id")
-        service = services(request).generate
-        return event_stream(await service.stream(req)) if req.stream else typed_json(await service.generate(req))
+        req = await _request(request, model_id, CompletionRequest, body, "model")
+        service = services(request).openai
+        return event_stream(await service.complete_stream(req)) if req.stream else typed_json(await service.complete(req))
 
-    @router.post("/{model_id}/generate/stream", summary="Token stream of this model (SSE)")
+    @router.post("/{model_id}/generate/stream", responses=_STREAM_DOC,
+                 summary="Token stream of this model (SSE text-completion chunks)")
     async def generate_stream(model_id: str, request: Request, body: dict[str, Any] = Body(...)) -> Response:
-        req = await _request(request, model_id, GenerateRequest, {**body, "stream": True}, "model_id")
-        return event_stream(await services(request).generate.stream(req))
+        req = await _request(request, model_id, CompletionRequest, {**body, "stream": True}, "model")
+        return event_stream(await services(request).openai.complete_stream(req))
 
     @router.post("/{model_id}/chat/completions", summary="OpenAI chat completion with this model")
     async def chat(model_id: str, request: Request, body: dict[str, Any] = Body(...)) -> Response:

@@ -3,8 +3,10 @@ every entry a model source writes (in a cluster, on every Model watch event), an
 publishes the models whose status, health or replicas changed — no polling, so a `kubectl scale`
 reaches the clients as fast as the watch event reaches the gateway.
 
-Status is seed 003's (running / stopped / starting / error, as /api/models reports it) and
-`replicas` the Model's spec.replicas where the source has one."""
+Status is seed 003's (running / stopped / starting / error, as /api/models reports it),
+`replicas` the Model's spec.replicas where the source has one and `ready_replicas` its
+status.readyReplicas, so a scale-up is seen twice: when it is asked for, and as each replica
+becomes ready."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ def status_of(entry: ServedModel) -> dict[str, Any]:
     # As management.mapping.to_item: healthy only when ready; unknown while not meant to serve.
     health = "healthy" if entry.healthy else "unhealthy" if status in ("running", "error") else "unknown"
     return {"model_id": entry.id, "status": status, "health": health, "replicas": entry.desired_replicas,
-            "reason": entry.reason or None}
+            "ready_replicas": entry.ready_replicas, "reason": entry.reason or None}
 
 
 class ModelStatusFeed:
@@ -57,7 +59,8 @@ class ModelStatusFeed:
         if entry is None:
             if self._seen.pop(model_id, None) is not None:
                 self.hub.publish("model_status_update", {"model_id": model_id, "status": "deleted",
-                                                         "health": "unknown", "replicas": None, "reason": None})
+                                                         "health": "unknown", "replicas": None,
+                                                         "ready_replicas": 0, "reason": None})
             return
         payload = status_of(entry)
         if self._seen.get(model_id) != payload:

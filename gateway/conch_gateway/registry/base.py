@@ -45,6 +45,7 @@ class ServedModel:
     context_tokens: int | None = None  # prompt + generated tokens the model holds (spec.engine.maxSeqLen)
     replicas: int = 1  # ready Triton replicas behind the endpoint (admission control scales with them)
     desired_replicas: int | None = None  # spec.replicas (kubectl scale); None where the source has none
+    ready_replicas: int = 0  # status.readyReplicas as reported (0 while none is ready, unlike `replicas`)
 
     @property
     def healthy(self) -> bool:
@@ -88,6 +89,7 @@ def served_model(model: Model, *, routable: bool | None = None, model_id: str | 
         context_tokens=spec.engine.maxSeqLen if spec.runtime != Runtime.EXTERNAL else None,
         replicas=max(1, status.readyReplicas),
         desired_replicas=spec.replicas,
+        ready_replicas=status.readyReplicas,
     )
 
 

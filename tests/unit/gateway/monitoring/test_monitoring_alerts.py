@@ -93,10 +93,10 @@ def test_local_rules_become_alerts_with_their_summary_and_labels():
     assert holding[0][0].alert_id == 'Faulty{model="fault",route="/v1/generate",status="500"}'
 
 
-def entry(health: str, desired: int | None = 1) -> ServedModel:
+def entry(health: str, desired: int | None = 1, ready: int = 0) -> ServedModel:
     return ServedModel(id="m", name="m", endpoint="http://t", grpc_address=None, triton_model="m",
                        interface=TensorInterface.ENSEMBLE, prompt=PromptFormat.for_model("chatml", None),
-                       routable=health == "healthy", health=health, desired_replicas=desired)
+                       routable=health == "healthy", health=health, desired_replicas=desired, ready_replicas=ready)
 
 
 @pytest.mark.parametrize("health, desired, status, shown", [
@@ -114,6 +114,9 @@ def test_the_feed_publishes_changes_only():
         feed = ModelStatusFeed(hub)
         feed("m", entry("pending", 1))
         feed("m", entry("pending", 1))  # the same again (a relist): nothing new
+        feed("m", entry("pending", 2))  # kubectl scale --replicas=2
+        feed("m", entry("healthy", 2, ready=1))  # the operator reports each replica ready
+        feed("m", entry("healthy", 2, ready=2))
         feed("m", entry("pending", 0))  # kubectl scale --replicas=0
         feed("m", None)
         feed("m", None)  # gone already
@@ -121,5 +124,6 @@ def test_the_feed_publishes_changes_only():
         return [listener.queue.get_nowait()["data"] for _ in range(listener.queue.qsize())]
 
     events = asyncio.run(run())
-    assert [(e["model_id"], e["status"], e["replicas"]) for e in events] == [
-        ("m", "starting", 1), ("m", "stopped", 0), ("m", "deleted", None)]
+    assert [(e["model_id"], e["status"], e["replicas"], e["ready_replicas"]) for e in events] == [
+        ("m", "starting", 1, 0), ("m", "starting", 2, 0), ("m", "running", 2, 1), ("m", "running", 2, 2),
+        ("m", "stopped", 0, 0), ("m", "deleted", None, 0)]
