@@ -198,6 +198,11 @@ def parse_args(argv=None):
     p.add_argument("--targets", default="conch,triton,llama-server,llama-cpp-python",
                    help="llama-cpp-python runs at N = 1 only: its server interrupts a running request "
                         "when the next one arrives")
+    # The rounds repeat the 16 prompts, so llama-server's host-memory prompt cache (--cache-ram,
+    # 8 GiB by default) restores whole prompts it saw rounds ago: a cache hit Conch, which keeps
+    # only each slot's own tokens (as llama-server's slots do), has no equivalent of. Off by
+    # default, so both reuse what their slots hold; --llama-server-cache-ram 8192 measures it on.
+    p.add_argument("--llama-server-cache-ram", type=int, default=0, help="llama-server --cache-ram MiB")
     p.add_argument("--conch-settings", default="", help="extra llama_cpp_files settings, e.g. prefix_cache=true")
     p.add_argument("--max-foreign", type=float, default=0.1)
     p.add_argument("--attempts", type=int, default=3)
@@ -245,7 +250,7 @@ def main(argv=None) -> int:
             port = free_port_block(1)
             argv = [str(llama_server), "-m", gguf, "--host", "127.0.0.1", "--port", str(port),
                     "-t", str(args.threads), "-tb", str(args.threads), "--parallel", str(args.slots),
-                    "-c", str(args.slots * args.n_ctx), "--no-webui"]
+                    "-c", str(args.slots * args.n_ctx), "--no-webui", "--cache-ram", str(args.llama_server_cache_ram)]
             say("starting " + " ".join(argv[1:]))
             server = Child("llama-server", argv, workdir / "logs" / "llama-server.log").start()
             children.append(server)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conch_engines.runtimes.llama_cpp.scheduler import Limits, QueueFull, Scheduler, reusable_prefix
+from conch_engines.runtimes.llama_cpp.scheduler import Limits, QueueFull, Scheduler, Step, reusable_prefix
 
 
 def limits(**overrides) -> Limits:
@@ -88,7 +88,7 @@ def test_long_prompts_are_not_short_whatever_they_ask_for():
     assert scheduler.admit() == []
 
 
-def test_prefill_goes_in_chunks_on_fixed_boundaries_within_the_budget():
+def test_prefill_goes_in_chunks_within_the_budget():
     scheduler = Scheduler(limits(slots=3, prefill_budget=8))
     submit(scheduler, "long", prompt_len=10)
     submit(scheduler, "mid", prompt_len=6)
@@ -157,7 +157,7 @@ def test_with_the_prefix_cache_a_request_takes_the_slot_holding_its_prefix():
     (new,) = scheduler.admit()
     assert new.slot == old.slot and new.reused == new.fed == 5
     first = scheduler.plan().prefill[0]
-    assert (first.start, first.end) == (5, 7)  # the rest of the prompt, up to the next chunk boundary
+    assert (first.start, first.end) == (5, 7)  # the rest of the prompt, a chunk from where the cache ends
 
 
 def test_the_prefix_cache_limit_caps_reuse():
@@ -190,3 +190,20 @@ def test_limits_are_checked():
     assert Limits(slots=8).sequences == 9 and Limits(slots=8, short_lane=False).sequences == 8
     assert Limits(slots=2).lane == 0 and list(Limits(slots=2).regular) == [1, 2]
     assert list(Limits(slots=2, short_lane=False).regular) == [0, 1]
+
+
+def test_after_a_reused_prefix_chunks_count_from_where_the_cache_ends():
+    """A prompt of up to one chunk of new tokens takes one step, wherever the reused prefix ended."""
+    scheduler = Scheduler(limits(prefix_cache=True, short_lane=False, prefill_chunk=4, prefill_budget=8))
+    scheduler.submit("old", [7] * 5, 5)
+    (old,) = scheduler.admit()
+    scheduler.release(old, cached_tokens=[7] * 5)
+    scheduler.submit("new", [7] * 5 + [1, 2, 3, 4, 5, 6], 5)
+    (new,) = scheduler.admit()
+    assert new.fed == 5
+    steps = []
+    while new.prefilling:
+        chunk = scheduler.plan().prefill[0]
+        steps.append((chunk.start, chunk.end))
+        scheduler.done(Step(prefill=[chunk]))
+    assert steps == [(5, 9), (9, 11)]

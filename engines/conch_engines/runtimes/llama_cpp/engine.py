@@ -20,6 +20,11 @@ from .sampling import SequenceSampler
 from .scheduler import Limits, Running, Scheduler, Step
 
 WAITING_CANCEL_CHECK_S = 0.1  # how often waiting requests are asked whether their client left
+# An idle engine's first step waits while requests keep arriving (each gap at most GATHER_GAP_S,
+# GATHER_MAX_S in all): N requests sent at once reach the model milliseconds apart (gateway, Triton),
+# and a first step prefilling only the first would make every other one wait a whole step.
+GATHER_GAP_S = 0.003
+GATHER_MAX_S = 0.025
 
 
 class EngineStopped(RuntimeError):
@@ -113,6 +118,8 @@ class Engine:
         whether anything was decoded. An exception means the context can no longer be used; a
         failure that concerns one request (its sampler) fails that request only."""
         self._drop_cancelled()
+        if not self._live:
+            self._gather_arrivals()
         with self._cond:
             admitted = self._scheduler.admit()
         for running in admitted:
@@ -153,6 +160,19 @@ class Engine:
             elif live.output.finished is not None:
                 self._finish(live)
         return True
+
+    def _gather_arrivals(self) -> None:
+        with self._cond:
+            seen = self._scheduler.waiting
+            deadline = time.monotonic() + GATHER_MAX_S
+            while seen and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(min(GATHER_GAP_S, left))
+                if self._scheduler.waiting == seen:
+                    return  # a gap without arrivals: the burst is in
+                seen = self._scheduler.waiting
 
     def _layout(self, plan: Step) -> _StepBatch:
         """The step's tokens, ordered by sequence id: with a KV stream per sequence, llama.cpp

@@ -11,8 +11,9 @@ the short lane, serves only requests asking for at most `short_max_tokens` new t
 prompt of at most `short_max_prompt` tokens: such a request does not wait behind long
 generations, at most behind another short one.
 
-Chunk boundaries are multiples of `prefill_chunk` counted from the start of the prompt, whatever
-else runs. With the prefix cache, a request takes the free slot whose cached tokens share the
+Chunks are counted from where the slot's cache ends (the prompt's start, or the end of a reused
+prefix): below 64 tokens a chunk, a token's numbers do not depend on the chunk it came in (README:
+determinism), so a prompt of up to `prefill_chunk` new tokens needs one step. With the prefix cache, a request takes the free slot whose cached tokens share the
 longest prefix with its prompt and computes only the rest (`reusable_prefix`; the README on
 determinism says why answers do not change).
 """
@@ -37,8 +38,9 @@ class Limits:
     # for most quantizations), so a step lasts about as long as it has tokens: these bound how
     # long a prompt holds up the running streams (one step's extra tokens). Chunks stay under 64
     # tokens, where llama.cpp's CPU flash attention would switch to a tiled kernel that rounds
-    # differently: a prompt's numbers then do not depend on how its chunks share steps.
-    prefill_chunk: int = 32  # prompt tokens of one sequence in one step
+    # differently: a prompt's numbers then do not depend on how its chunks share steps. 48 holds a
+    # short chat (SmolLM2's template alone is ~30 tokens) in one step.
+    prefill_chunk: int = 48  # prompt tokens of one sequence in one step
     prefill_budget: int = 256  # prompt tokens of all sequences in one step (at least one chunk runs)
     short_lane: bool = True  # one more slot, for short requests only
     short_max_tokens: int = 16  # what counts as short: new tokens asked for…
@@ -52,6 +54,8 @@ class Limits:
     def __post_init__(self):
         if self.slots < 1 or self.max_waiting < 0 or self.prefill_chunk < 1:
             raise ValueError(f"invalid scheduler limits: {self}")
+        if self.prefill_chunk >= 64:  # llama.cpp's tiled attention kernel: README, determinism
+            raise ValueError("prefill_chunk must stay below 64 tokens")
         if self.prefill_budget < self.prefill_chunk:
             raise ValueError("prefill_budget must hold at least one prefill chunk")
         if self.prefix_cache_limit is not None and self.prefix_cache_limit < 0:
@@ -212,7 +216,7 @@ class Scheduler:
             if not sequence.prefilling:
                 step.decode.append(sequence)
                 continue
-            end = min(len(sequence.prompt), (sequence.fed // self.limits.prefill_chunk + 1) * self.limits.prefill_chunk)
+            end = min(len(sequence.prompt), sequence.fed + self.limits.prefill_chunk)
             size = end - sequence.fed
             if step.prefill and size > budget:
                 continue
