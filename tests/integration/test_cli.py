@@ -14,7 +14,7 @@ import pexpect
 import pytest
 import yaml
 
-from support import free_port
+from support import default_interrupt, free_port
 
 pytestmark = pytest.mark.triton
 
@@ -58,6 +58,7 @@ def test_url_comes_from_conch_url(gateway):
 
 def test_interactive_chat_in_a_real_terminal(gateway):
     chat = pexpect.spawn(CONCH, ["--url", gateway.url, "chat", "--session", "cli-test"], encoding="utf-8",
+                         preexec_fn=default_interrupt,
                          timeout=120, dimensions=(40, 200))
     try:
         chat.expect("you> ")

@@ -19,7 +19,7 @@ import yaml
 
 from conch_client import (Accepted, AsyncClient, ConchError, LLMInferenceClient, NotFoundError, UnauthorizedError,
                           ValidationError)
-from support import free_port
+from support import default_interrupt, free_port
 from support.management import PASSWORD, USERNAME, ManagementStack, management_stack
 
 pytestmark = pytest.mark.triton
@@ -160,7 +160,7 @@ def test_cli_logs_tail_and_follow(stack):
     missing = conch(stack, "logs", "nope")
     assert missing.returncode == 1 and "MODEL_NOT_FOUND" in missing.stderr
     follow = subprocess.Popen([CONCH, "logs", "smollm2", "--tail", "1", "--follow"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
+                              stderr=subprocess.PIPE, text=True, preexec_fn=default_interrupt,
                               env={**os.environ, "CONCH_URL": stack.url, "CONCH_API_KEY": stack.admin_key})
     try:
         assert follow.stdout.readline().strip()  # the last line, then it waits for more

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -11,6 +12,13 @@ from typing import Any
 import uvicorn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_interrupt() -> None:
+    """preexec_fn for a program a test interrupts as Ctrl-C at a terminal would: SIGINT at its default
+    there, while a test run started in the background (`make test &`, nohup) ignores it, and a
+    Python program started with SIGINT ignored never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def free_port() -> int:
