@@ -1,56 +1,37 @@
 """Per-caller quotas: requests per minute, tokens per minute, requests in flight.
 
 Windows are fixed, one minute long, starting at the caller's first request in it (the Redis key's
-expiry): within a window at most `requests_per_minute` requests are admitted, exactly, however many
-replicas share the store. Tokens are the server's own counts, charged when an answer is complete; a
-request is refused once its window's tokens reached the limit, so the last admitted requests may
-take a window past it by what they generate. In flight is a set of leases, released when an answer
-ends (and expiring on their own if a replica dies holding them).
+expiry): within a window at most `requests_per_minute` requests are admitted, however many replicas
+share the store. Tokens are the server's own counts, charged when an answer is complete; a request
+is refused once its window's tokens reached the limit, so the last admitted requests may take a
+window past it by what they generate. In flight counts requests until their answer ends.
 
-`Quotas` picks the store: Redis when configured and reachable, otherwise the in-process one —
-or, with `redis_failure=closed`, a 503 — and says which in a log line and a metric. Never a 500.
+`Quotas` picks the store: the shared one (Redis) when configured and reachable, through this
+replica's leases on it (leases.py: no round trip per request), otherwise the in-process one — or,
+with `redis_failure=closed`, a 503 — and says which in a log line and a metric. Never a 500.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .. import errors
 from ..auth.credentials import Quota
+from .leases import LeasedQuotaStore, SharedQuotas
+from .store import WINDOW_MS, QuotaStore, StoreUnavailable, Verdict
+
+__all__ = ["WINDOW_MS", "LocalQuotaStore", "QuotaStore", "Quotas", "StoreUnavailable", "Verdict", "rate_headers",
+           "refusal"]
 
 log = logging.getLogger("conch.gateway.limits")
-
-WINDOW_MS = 60_000
-LEASE_TTL_MS = 60_000  # renewed while the request runs; a dead replica's leases lapse after this
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    allowed: bool
-    exceeded: str  # "" | "requests" | "tokens" | "parallel"
-    now_ms: int
-    requests_used: int  # in the current window, this request included when allowed
-    requests_reset_ms: int  # until the requests window ends
-    tokens_used: int
-    tokens_reset_ms: int
-
-
-class StoreUnavailable(Exception):
-    """The shared store did not answer (in time)."""
-
-
-class QuotaStore(Protocol):
-    async def admit(self, principal: str, quota: Quota, lease: str) -> Verdict: ...
-    async def settle(self, principal: str, quota: Quota, lease: str, tokens: int) -> None: ...
 
 
 def rate_headers(quota: Quota, verdict: Verdict) -> list[tuple[bytes, bytes]]:
@@ -117,7 +98,7 @@ class LocalQuotaStore:
                 leases.add(lease)
         return Verdict(not exceeded, exceeded, now, requests[0], requests[1] - now, tokens[0], tokens[1] - now)
 
-    async def settle(self, principal: str, quota: Quota, lease: str, tokens: int) -> None:
+    def settle(self, principal: str, quota: Quota, lease: str, tokens: int) -> None:
         if tokens and quota.tokens_per_minute is not None:
             self._window(principal, "tokens", int(self._clock() * 1000))[0] += tokens
         leases = self._leases.get(principal)
@@ -137,16 +118,15 @@ class Lease:
 
 
 class Quotas:
-    def __init__(self, shared: QuotaStore | None, registry: CollectorRegistry, *, on_failure: str = "local",
+    def __init__(self, shared: SharedQuotas | None, registry: CollectorRegistry, *, on_failure: str = "local",
                  retry_after_failure_s: float = 1.0):
-        self._shared = shared
+        self._shared = LeasedQuotaStore(shared, on_failure=self._failed) if shared is not None else None
         self._local = LocalQuotaStore()
         self._on_failure = on_failure
         self._retry_s = retry_after_failure_s
         self._down_until = 0.0
         self._ids = itertools.count()
         self._replica = os.urandom(4).hex()
-        self._pending: set[asyncio.Task] = set()
         self.refused = Counter("conch_rate_limited_total", "Requests refused 429 by a caller's quota, by limit.",
                                ["limit"], registry=registry)
         self.store_errors = Counter("conch_quota_store_errors_total", "Failed calls to the shared quota store "
@@ -170,19 +150,8 @@ class Quotas:
         return Lease(store, principal, quota, lease_id, verdict)
 
     def settle(self, lease: Lease, tokens: int) -> None:
-        """Charges the tokens and frees the lease, after the answer (nothing waits for it)."""
-        if lease.quota.max_parallel is None and not (tokens and lease.quota.tokens_per_minute is not None):
-            return
-        task = asyncio.get_running_loop().create_task(self._settle(lease, tokens))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def _settle(self, lease: Lease, tokens: int) -> None:
-        try:
-            await lease.store.settle(lease.principal, lease.quota, lease.id, tokens)
-        except StoreUnavailable as exc:
-            self._failed(exc)  # the lease lapses on its own in Redis; the tokens are lost, and logged
-            log.warning("%d tokens of %s were not charged: %s", tokens, lease.principal, exc)
+        """Charges the tokens and frees the in-flight slot, after the answer (nothing waits for it)."""
+        lease.store.settle(lease.principal, lease.quota, lease.id, tokens)
 
     def _store(self) -> QuotaStore:
         if self._shared is None:
@@ -211,7 +180,5 @@ class Quotas:
         self._down_until = time.monotonic() + self._retry_s
 
     async def close(self) -> None:
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._shared is not None and hasattr(self._shared, "close"):
+        if self._shared is not None:
             await self._shared.close()

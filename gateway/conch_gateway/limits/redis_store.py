@@ -1,10 +1,12 @@
-"""The quota store shared by every replica: one Redis, one atomic Lua script per admission.
+"""The quota store shared by every replica: one Redis, one atomic Lua script per call.
 
-A single script reads the caller's two windows and lease set, decides, and counts the request, all
-under Redis's one-script-at-a-time execution, with Redis's own clock (`TIME`) — so N replicas admit
-exactly as many requests as one would. A second script settles an answer (tokens charged, lease
-freed); leases of requests still running are renewed every third of their lifetime, so only a
-dead replica's leases lapse. Every call touches one caller's keys, which share a hash tag (`{…}`).
+The script charges a replica's finished answers' tokens, reads the caller's two windows and the
+in-flight slots every replica holds, decides whether a request may be admitted, reserves a lease of
+the requests window and records how many slots this replica holds now — all under Redis's
+one-script-at-a-time execution, with Redis's own clock (`TIME`), so N replicas together never pass
+the requests limit (leases.py decides how much to ask for). A replica's hold on slots lapses unless
+renewed, so a dead replica's slots come back. Every call touches one caller's keys, which share a
+hash tag (`{…}`).
 """
 
 from __future__ import annotations
@@ -18,15 +20,23 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from ..auth.credentials import Quota
-from .quotas import LEASE_TTL_MS, WINDOW_MS, StoreUnavailable, Verdict
+from .leases import HOLD_TTL_MS, Ask, Grant
+from .store import WINDOW_MS, StoreUnavailable
 
 log = logging.getLogger("conch.gateway.limits")
 
-ADMIT = """
+RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
 local rpm, tpm, maxpar = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local holder, hold_ttl = ARGV[5], tonumber(ARGV[6])
+local admitting, want_requests = ARGV[7] == '1', tonumber(ARGV[8])
+local want_slots, needed_slots, charge = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+if charge > 0 then
+  redis.call('INCRBY', KEYS[2], charge)
+  if redis.call('PTTL', KEYS[2]) < 0 then redis.call('PEXPIRE', KEYS[2], window) end
+end
 local function counter(key)
   local ttl = redis.call('PTTL', key)
   if ttl == -1 then redis.call('DEL', key) end
@@ -35,92 +45,76 @@ local function counter(key)
 end
 local req, req_ttl = counter(KEYS[1])
 local tok, tok_ttl = counter(KEYS[2])
-local exceeded = ''
-if rpm > 0 and req >= rpm then exceeded = 'requests'
-elseif tpm > 0 and tok >= tpm then exceeded = 'tokens'
-elseif maxpar > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
-  if redis.call('ZCARD', KEYS[3]) >= maxpar then exceeded = 'parallel' end
-end
-if exceeded ~= '' then return {0, exceeded, now, req, req_ttl, tok, tok_ttl} end
+local held = 0
 if maxpar > 0 then
-  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
-  redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[6]))
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do redis.call('HDEL', KEYS[4], gone) end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local others = 0
+  local holds = redis.call('HGETALL', KEYS[4])
+  for i = 1, #holds, 2 do
+    if holds[i] ~= holder then others = others + tonumber(holds[i + 1]) end
+  end
+  held = math.max(0, math.min(want_slots, maxpar - others))
 end
-if rpm > 0 then
-  req = redis.call('INCR', KEYS[1])
-  if req == 1 then redis.call('PEXPIRE', KEYS[1], window); req_ttl = window end
+local exceeded = ''
+if admitting then
+  if rpm > 0 and req >= rpm then exceeded = 'requests'
+  elseif tpm > 0 and tok >= tpm then exceeded = 'tokens'
+  elseif maxpar > 0 and held < needed_slots then exceeded = 'parallel' end
 end
-return {1, '', now, req, req_ttl, tok, tok_ttl}
+if maxpar > 0 then
+  -- a refused admission holds what runs, no spare; running requests keep their slots in any case
+  if exceeded ~= '' then held = needed_slots - 1
+  elseif not admitting then held = math.max(held, needed_slots) end
+  if held > 0 then
+    redis.call('HSET', KEYS[4], holder, held)
+    redis.call('ZADD', KEYS[3], now + hold_ttl, holder)
+    redis.call('PEXPIRE', KEYS[3], hold_ttl)
+    redis.call('PEXPIRE', KEYS[4], hold_ttl)
+  else
+    redis.call('HDEL', KEYS[4], holder)
+    redis.call('ZREM', KEYS[3], holder)
+  end
+end
+local granted = 0
+if exceeded == '' and rpm > 0 and want_requests > 0 then
+  granted = math.min(want_requests, rpm - req)
+  req = redis.call('INCRBY', KEYS[1], granted)
+  if req == granted then redis.call('PEXPIRE', KEYS[1], window); req_ttl = window end
+end
+return {granted, exceeded, now, req, req_ttl, tok, tok_ttl, held}
 """
 
-SETTLE = """
-local tokens = tonumber(ARGV[2])
-if tokens > 0 then
-  redis.call('INCRBY', KEYS[1], tokens)
-  if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
-end
-if ARGV[3] ~= '' then redis.call('ZREM', KEYS[2], ARGV[3]) end
-return 1
-"""
 
-RENEW = """
-local t = redis.call('TIME')
-local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
-return 1
-"""
-
-
-def _keys(principal: str) -> tuple[str, str, str]:
+def _keys(principal: str) -> list[str]:
     tag = f"conch:quota:{{{principal}}}"
-    return f"{tag}:requests", f"{tag}:tokens", f"{tag}:leases"
+    return [f"{tag}:requests", f"{tag}:tokens", f"{tag}:holders", f"{tag}:slots"]
 
 
 class RedisQuotaStore:
-    def __init__(self, url: str, *, timeout_s: float = 0.25, lease_ttl_ms: int = LEASE_TTL_MS):
+    def __init__(self, url: str, *, timeout_s: float = 0.25, hold_ttl_ms: int = HOLD_TTL_MS):
         # No retries inside the client: a slow or absent Redis must cost one timeout, then the
         # fallback decides (quotas.Quotas).
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                            retry=Retry(NoBackoff(), 0), health_check_interval=0)
         self._timeout_s = timeout_s
-        self._lease_ttl_ms = lease_ttl_ms
-        self._admit = self._redis.register_script(ADMIT)
-        self._settle = self._redis.register_script(SETTLE)
-        self._renew = self._redis.register_script(RENEW)
-        self._live: dict[str, str] = {}  # lease id → its set's key, while the request runs
+        self._hold_ttl_ms = hold_ttl_ms
+        self._reserve = self._redis.register_script(RESERVE)
         self._batch: list[tuple] = []
         self._senders = 0  # pipelines on the wire
         self._sending: set[asyncio.Task] = set()
-        self._renewer: asyncio.Task | None = None
 
-    async def admit(self, principal: str, quota: Quota, lease: str) -> Verdict:
-        requests, tokens, leases = _keys(principal)
+    async def reserve(self, principal: str, quota: Quota, holder: str, ask: Ask) -> Grant:
         args = [WINDOW_MS, quota.requests_per_minute or 0, quota.tokens_per_minute or 0, quota.max_parallel or 0,
-                lease, self._lease_ttl_ms]
-        answer = await self._call(self._admit, [requests, tokens, leases], args)
-        allowed = answer[0] == 1
-        if allowed and quota.max_parallel is not None:
-            self._live[lease] = leases
-            if self._renewer is None:
-                self._renewer = asyncio.get_running_loop().create_task(self._renew_forever(), name="quota-leases")
+                holder, self._hold_ttl_ms, int(ask.admitting), ask.requests, ask.slots, ask.needed_slots, ask.tokens]
+        answer = await self._call(self._reserve, _keys(principal), args)
         exceeded = answer[1].decode() if isinstance(answer[1], bytes) else str(answer[1] or "")
-        return Verdict(allowed, exceeded, *(int(v) for v in answer[2:7]))
-
-    async def settle(self, principal: str, quota: Quota, lease: str, tokens: int) -> None:
-        _, token_key, leases = _keys(principal)
-        held = self._live.pop(lease, None)
-        charge = tokens if quota.tokens_per_minute is not None else 0
-        if not charge and held is None:
-            return
-        await self._call(self._settle, [token_key, leases], [WINDOW_MS, charge, lease if held else ""])
+        return Grant(int(answer[0]), exceeded, *(int(v) for v in answer[2:8]))
 
     async def _call(self, script, keys: list[str], args: list):
-        """One script call. Up to two pipelines are on the wire at once (so a request's admission
-        never waits behind the previous answer's settlement); calls made while both are busy go out
-        together as the next one: under load most requests share a round trip (and redis-py's
-        per-call cost)."""
+        """One script call. Up to two pipelines are on the wire at once (so an admission never waits
+        behind a background charge); calls made while both are busy go out together as the next
+        one: many callers' calls share a round trip (and redis-py's per-call cost)."""
         future = asyncio.get_running_loop().create_future()
         self._batch.append((script, keys, args, future))
         if self._senders < 2:
@@ -155,18 +149,6 @@ class RedisQuotaStore:
         finally:
             self._senders -= 1
 
-    async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._lease_ttl_ms / 3000)
-            by_key: dict[str, list[str]] = {}
-            for lease, key in self._live.items():
-                by_key.setdefault(key, []).append(lease)
-            for key, leases in by_key.items():  # one caller's keys per call (one hash slot)
-                try:
-                    await self._call(self._renew, [key], [self._lease_ttl_ms, *leases])
-                except StoreUnavailable as exc:
-                    log.warning("renewing %d quota leases failed: %s", len(leases), exc)
-
     async def ping(self) -> bool:
         try:
             async with asyncio.timeout(self._timeout_s * 2):
@@ -175,7 +157,4 @@ class RedisQuotaStore:
             return False
 
     async def close(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            await asyncio.gather(self._renewer, return_exceptions=True)
         await self._redis.aclose()
