@@ -158,10 +158,11 @@ def litellm_config(triton_url: str) -> dict:
     }
 
 
-def start_conch(workers: int, models_file: Path, logs: Path) -> tuple[Child, str]:
+def start_conch(workers: int, models_file: Path, logs: Path, extra_env: dict[str, str] | None = None
+                ) -> tuple[Child, str]:
     port = free_port_block(1)
     env = {"PORT": str(port), "CONCH_HOST": "127.0.0.1", "CONCH_MODEL_SOURCE": "local",
-           "CONCH_LOCAL_MODELS_FILE": str(models_file), "CONCH_LOG_LEVEL": "warning"}
+           "CONCH_LOCAL_MODELS_FILE": str(models_file), "CONCH_LOG_LEVEL": "warning", **(extra_env or {})}
     if workers == 1:
         argv = [sys.executable, "-m", "conch_gateway"]  # exactly what `make up` runs
     else:

@@ -23,9 +23,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import auth_overhead  # noqa: E402
+import common  # noqa: E402
 from common import RESULTS_DIR, REPO_ROOT, require_peers_venv, run_wrk, say, stop_on_signals  # noqa: E402
 from overhead import echo_model_resource, gateway_request, start_conch, start_triton  # noqa: E402
-from procstat import wait_quiet  # noqa: E402
+from procstat import CpuMeter, wait_quiet  # noqa: E402
 
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 
@@ -64,6 +66,7 @@ CATEGORIES = [
     ("sync dependencies run in the thread pool (anyio / run_in_threadpool)",
      ("starlette/concurrency.py", "anyio/", "threading.py", "queue.py")),
     ("Triton client (aiohttp)", ("aiohttp/", "yarl/", "multidict/")),
+    ("Triton client (the gateway's httptools client, backends/http.py)", ("conch_gateway/backends/http.py",)),
     ("Prometheus metrics", ("prometheus_client/",)),
     ("prompt rendering (jinja2)", ("jinja2/", "conch_gateway/prompts.py")),
     ("request/response validation (pydantic)", ("pydantic/", "pydantic_core/")),
@@ -145,18 +148,28 @@ def main(argv=None) -> int:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--auth-redis", action="store_true",
+                   help="profile with everything on: auth (an API key) and quotas counted in a real redis-server")
     args = p.parse_args(argv)
     stop_on_signals()
     peers = require_peers_venv()
     out = RESULTS_DIR / f"profile-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     triton = start_triton(out / "work")
-    gateway = None
+    gateway = redis = None
+    extra_env: dict[str, str] = {}
     try:
+        if args.auth_redis:  # as bench/auth_overhead.py's conch-auth-redis target
+            redis = auth_overhead.start_redis(out / "work")
+            key, keys_path = auth_overhead.keys_file(out / "work")
+            extra_env = {"CONCH_AUTH": "on", "CONCH_AUTH_KEYS_FILE": str(keys_path), "CONCH_REDIS_URL": redis.url}
+            common._WRK_LUA = common._WRK_LUA.replace(
+                'wrk.headers["Content-Type"] = "application/json"',
+                f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer {key}"')
         resource_ = echo_model_resource(triton.url)
         models_file = out / "work" / "models.yaml"
         models_file.write_text(yaml.safe_dump(resource_, sort_keys=False))
-        gateway, url = start_conch(args.workers, models_file, out / "work" / "logs")
+        gateway, url = start_conch(args.workers, models_file, out / "work" / "logs", extra_env)
         target = f"{url}/v1/generate"
         say("warm-up")
         run_wrk(target, gateway_request(), connections=args.concurrency, seconds=3, workdir=out / "work")
@@ -171,16 +184,20 @@ def main(argv=None) -> int:
         load = threading.Thread(target=lambda: results.append(run_wrk(
             target, gateway_request(), connections=args.concurrency, seconds=args.seconds + 4, workdir=out / "work")))
         results: list[dict] = []
+        meter = CpuMeter({"gateway": gateway.pid, "triton": triton.pid}).start()
         load.start()
         time.sleep(2)
         subprocess.run([str(peers / "py-spy"), "record", "-p", str(pid), "-d", str(args.seconds), "-r",
                         str(args.rate), "--nonblocking", "-f", "raw", "-o", str(raw)],
                        check=True, capture_output=True)
         load.join()
+        cpu = meter.stop()
+        per_request = {name: 1000 * seconds / max(results[0]["requests"], 1) for name, seconds in cpu.items()}
         stacks = parse_collapsed(raw)
         text = (f"# Conch gateway profile\n\n{args.workers} worker(s), wrk {args.concurrency} connections, "
-                f"{results[0]['rps']:.0f} req/s during the profile (py-spy --nonblocking at {args.rate} Hz "
-                f"slows the gateway somewhat).\n\n" + report(stacks))
+                f"{'auth + quotas in Redis, ' if args.auth_redis else ''}{results[0]['rps']:.0f} req/s during the profile (py-spy --nonblocking at {args.rate} Hz "
+                f"slows the gateway somewhat). CPU per request over the whole load run: gateway "
+                f"{per_request['gateway']:.3f} ms, Triton {per_request['triton']:.3f} ms.\n\n" + report(stacks))
         (out / "top.md").write_text(text)
         print(text)
         print(f"\nfiles: {out}")
@@ -188,6 +205,8 @@ def main(argv=None) -> int:
     finally:
         if gateway is not None:
             gateway.stop()
+        if redis is not None:
+            redis.stop()
         triton.stop()
 
 

@@ -70,9 +70,14 @@ class Metrics:
                                    ["model", "streaming", "finish_reason"], registry=self.registry)
         self.active_count = 0
         self._children: dict[tuple[str, str, str], tuple] = {}
+        # Label lookups take a lock and hash the label values: each child is bound once, when first
+        # used (so a series appears exactly when it did before). Bounded: the model label is.
+        self._tokens, self._errors = _Children(self.tokens), _Children(self.errors)
+        self._ttft, self._itl = _Children(self.ttft), _Children(self.itl)
+        self._prompt_tokens, self._completion_tokens = _Children(self.prompt_tokens), _Children(self.completion_tokens)
+        self._generations = _Children(self.generations)
 
     def observe_request(self, method: str, route: str, status: str, seconds: float) -> None:
-        # Label lookups take a lock and hash the label values; bind each combination once.
         children = self._children.get((method, route, status))
         if children is None:
             children = (self.requests.labels(method, route, status), self.latency.labels(method, route))
@@ -81,25 +86,37 @@ class Metrics:
         children[1].observe(seconds)
 
     def tokens_generated(self, model: str, count: int) -> None:
-        self.tokens.labels(self.model_label(model)).inc(count)
+        self._tokens[(self.model_label(model),)].inc(count)
 
     def backend_error(self, model: str, code: str) -> None:
-        self.errors.labels(self.model_label(model), code).inc()
+        self._errors[(self.model_label(model), code)].inc()
 
     def first_token(self, model: str, streaming: bool, seconds: float) -> None:
-        self.ttft.labels(self.model_label(model), _flag(streaming)).observe(seconds)
+        self._ttft[(self.model_label(model), _flag(streaming))].observe(seconds)
 
     def between_tokens(self, model: str, seconds: float, tokens: int) -> None:
-        self.itl.labels(self.model_label(model)).observe(seconds / max(1, tokens))
+        self._itl[(self.model_label(model),)].observe(seconds / max(1, tokens))
 
     def generation_done(self, model: str, streaming: bool, finish_reason: str,
                         input_tokens: int | None, output_tokens: int | None) -> None:
         label, flag = self.model_label(model), _flag(streaming)
-        self.generations.labels(label, flag, finish_reason).inc()
+        self._generations[(label, flag, finish_reason)].inc()
         if input_tokens:
-            self.prompt_tokens.labels(label, flag).inc(input_tokens)
+            self._prompt_tokens[(label, flag)].inc(input_tokens)
         if output_tokens:
-            self.completion_tokens.labels(label, flag).inc(output_tokens)
+            self._completion_tokens[(label, flag)].inc(output_tokens)
+
+
+class _Children(dict):
+    """A labelled metric's children by their label values, each bound on first use."""
+
+    def __init__(self, metric) -> None:
+        super().__init__()
+        self.metric = metric
+
+    def __missing__(self, labels: tuple[str, ...]):
+        child = self[labels] = self.metric.labels(*labels)
+        return child
 
 
 def _flag(streaming: bool) -> str:

@@ -105,9 +105,13 @@ def render_bounded(source: str, context: dict[str, Any], max_chars: int) -> str:
     for piece in compiled(source).generate(**context):
         size += len(piece)
         if size > max_chars:
-            raise TemplateLimitExceeded(f"the template's output passed {max_chars} characters")
+            raise too_long(max_chars)
         pieces.append(piece)
     return "".join(pieces)
+
+
+def too_long(max_chars: int) -> TemplateLimitExceeded:
+    return TemplateLimitExceeded(f"the template's output passed {max_chars} characters")
 
 
 # The worker threads -------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ from ..dependencies import services
 from ..protocol.generate import GenerateRequest, GenerateResponse
 from ..responses import typed_json
 from ..sse import event_stream
+from .fastpath import JSONBodyRoute
 
-router = APIRouter(tags=["generate"])
+router = APIRouter(tags=["generate"], route_class=JSONBodyRoute)  # the hot path: routes/fastpath.py
 
 
 @router.post("/v1/generate", response_model=GenerateResponse, summary="Generate text")
