@@ -80,6 +80,10 @@ class _Account:
     tokens_pending: int = 0  # charged here, not yet in the store
     slots_held: int = 0
     in_flight: int = 0
+    # A call is on its way asking the store for the slots in use when it left: until its answer
+    # sets slots_held, no slot may be taken here (a call that shrinks the hold would leave the
+    # taken ones unheld, free for other replicas).
+    reserving: bool = False
     peak: int = 0  # most in flight since the last call
     synced_at: float = -math.inf
     rate: float = 0.0  # admissions per second, measured over the last half second or more
@@ -170,7 +174,7 @@ class LeasedQuotaStore:
             known = account.tokens_used if now < account.tokens_ends else 0
             if account.tokens_pending >= (quota.tokens_per_minute - known) // SHARE_OF_REMAINING:
                 return False
-        if quota.max_parallel is not None and account.in_flight >= account.slots_held:
+        if quota.max_parallel is not None and (account.in_flight >= account.slots_held or account.reserving):
             return False
         self._take(account)
         return True
@@ -232,7 +236,11 @@ class LeasedQuotaStore:
         ask = Ask(admitting, self._lease_size(account, now) if admitting else 0, base + spare_slots(quota, base),
                   needed, account.tokens_pending)
         account.peak = account.in_flight
-        grant = await self._shared.reserve(principal, quota, self.holder, ask)
+        account.reserving = True
+        try:
+            grant = await self._shared.reserve(principal, quota, self.holder, ask)
+        finally:
+            account.reserving = False
         now = self._monotonic()
         account.tokens_pending -= ask.tokens
         ends = now + grant.requests_reset_ms / 1000

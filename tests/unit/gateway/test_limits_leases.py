@@ -4,6 +4,8 @@ a stand-in that answers what each test says (tests/integration/test_limits_lease
 
 from __future__ import annotations
 
+import asyncio
+
 from conch_gateway.auth.credentials import Quota
 from conch_gateway.limits.leases import Ask, Grant, LeasedQuotaStore, spare_slots
 
@@ -93,3 +95,42 @@ def test_spare_slots_only_for_large_limits_and_only_while_busy():
     assert spare_slots(Quota(max_parallel=10_000), 0) == 0
     assert spare_slots(Quota(max_parallel=10_000), 64) == 17
     assert spare_slots(Quota(max_parallel=64), 64) == 2  # at most 1/32 of the limit
+
+
+class SlowStore(Store):
+    """Holds each call until the test lets it answer; grants exactly the slots asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(10**9)
+        self.gate = asyncio.Event()
+
+    async def reserve(self, principal: str, quota: Quota, holder: str, ask: Ask) -> Grant:
+        await self.gate.wait()
+        return await super().reserve(principal, quota, holder, ask)
+
+
+async def test_no_slot_is_taken_while_a_call_that_may_shrink_the_hold_is_on_its_way():
+    # Found by tests/integration/test_limits_leases.py on a slow machine: a background call asked for
+    # the slots in use (the spares given back) while admissions went on taking spares locally; its
+    # answer then left them unheld, free for other replicas — 70 in flight against a limit of 64.
+    clock, store = Clock(), SlowStore()
+    leases = leased(store, clock)
+    quota = Quota(max_parallel=64)
+    store.gate.set()
+    for _ in range(8):
+        assert (await leases.admit("k", quota, "")).allowed
+    account = leases._accounts["k"]
+    held_before = account.slots_held
+    for _ in range(8):
+        leases.settle("k", quota, "", 0)
+    store.gate.clear()
+    shrink = asyncio.create_task(leases._settle_later("k", account, 0.0))
+    await asyncio.sleep(0)  # its call has left, asking for the slots in use now (none)
+    admissions = [asyncio.create_task(leases.admit("k", quota, "")) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert account.in_flight == 0 and not any(a.done() for a in admissions), \
+        f"{account.in_flight} slots taken from a hold of {held_before} while it was being shrunk"
+    store.gate.set()
+    await shrink
+    assert all(v.allowed for v in await asyncio.gather(*admissions))
+    assert account.in_flight == 4 <= account.slots_held
