@@ -39,10 +39,14 @@ MASTER_KEY = "sk-bench-master-key-0123456789"
 _PLAIN_LUA = common._WRK_LUA
 
 
-@contextlib.contextmanager
 def bearer_for(target: Target):
     """wrk sends the target's credential (bench/common.py's wrk script takes no headers)."""
-    key = getattr(target, "credential", None)
+    return with_bearer(getattr(target, "credential", None))
+
+
+@contextlib.contextmanager
+def with_bearer(key: str | None):
+    """wrk sends `Authorization: Bearer <key>` meanwhile (none for None)."""
     if key:
         common._WRK_LUA = _PLAIN_LUA.replace('wrk.headers["Content-Type"] = "application/json"',
                                              'wrk.headers["Content-Type"] = "application/json"\n'

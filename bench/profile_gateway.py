@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import re
 import subprocess
 import sys
@@ -24,7 +25,6 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import auth_overhead  # noqa: E402
-import common  # noqa: E402
 from common import RESULTS_DIR, REPO_ROOT, require_peers_venv, run_wrk, say, stop_on_signals  # noqa: E402
 from overhead import echo_model_resource, gateway_request, start_conch, start_triton  # noqa: E402
 from procstat import CpuMeter, wait_quiet  # noqa: E402
@@ -158,14 +158,13 @@ def main(argv=None) -> int:
     triton = start_triton(out / "work")
     gateway = redis = None
     extra_env: dict[str, str] = {}
+    stack = contextlib.ExitStack()
     try:
         if args.auth_redis:  # as bench/auth_overhead.py's conch-auth-redis target
             redis = auth_overhead.start_redis(out / "work")
             key, keys_path = auth_overhead.keys_file(out / "work")
             extra_env = {"CONCH_AUTH": "on", "CONCH_AUTH_KEYS_FILE": str(keys_path), "CONCH_REDIS_URL": redis.url}
-            common._WRK_LUA = common._WRK_LUA.replace(
-                'wrk.headers["Content-Type"] = "application/json"',
-                f'wrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer {key}"')
+            stack.enter_context(auth_overhead.with_bearer(key))
         resource_ = echo_model_resource(triton.url)
         models_file = out / "work" / "models.yaml"
         models_file.write_text(yaml.safe_dump(resource_, sort_keys=False))
@@ -207,6 +206,7 @@ def main(argv=None) -> int:
             gateway.stop()
         if redis is not None:
             redis.stop()
+        stack.close()
         triton.stop()
 
 

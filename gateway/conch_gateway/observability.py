@@ -69,21 +69,17 @@ class Metrics:
         self.generations = Counter("conch_generations_total", "Finished generations by model and finish reason.",
                                    ["model", "streaming", "finish_reason"], registry=self.registry)
         self.active_count = 0
-        self._children: dict[tuple[str, str, str], tuple] = {}
         # Label lookups take a lock and hash the label values: each child is bound once, when first
         # used (so a series appears exactly when it did before). Bounded: the model label is.
         self._tokens, self._errors = _Children(self.tokens), _Children(self.errors)
         self._ttft, self._itl = _Children(self.ttft), _Children(self.itl)
         self._prompt_tokens, self._completion_tokens = _Children(self.prompt_tokens), _Children(self.completion_tokens)
         self._generations = _Children(self.generations)
+        self._requests, self._latency = _Children(self.requests), _Children(self.latency)
 
     def observe_request(self, method: str, route: str, status: str, seconds: float) -> None:
-        children = self._children.get((method, route, status))
-        if children is None:
-            children = (self.requests.labels(method, route, status), self.latency.labels(method, route))
-            self._children[(method, route, status)] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self._requests[(method, route, status)].inc()
+        self._latency[(method, route)].observe(seconds)
 
     def tokens_generated(self, model: str, count: int) -> None:
         self._tokens[(self.model_label(model),)].inc(count)

@@ -10,6 +10,7 @@ whole or as it streams, reuse connections, and drop a connection whenever a call
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl as ssl_module
 from collections import deque
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ class Origin:
     port: int
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # parsing costs ~5 µs a call; the endpoints are few
     def parse(cls, url: str) -> tuple["Origin", str]:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -138,19 +140,10 @@ class HTTPClient:
         self._idle: dict[Origin, deque[_Connection]] = {}
         self._slots: dict[Origin, asyncio.Semaphore] = {}
         self._tls = ssl_module.create_default_context()
-        self._targets: dict[str, tuple[Origin, str]] = {}  # url → (origin, path): parsing costs ~5 µs a call
-
-    def _target(self, url: str) -> tuple[Origin, str]:
-        target = self._targets.get(url)
-        if target is None:
-            if len(self._targets) >= 4096:  # bounded: model endpoints come and go
-                self._targets.clear()
-            target = self._targets[url] = Origin.parse(url)
-        return target
 
     async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
         """The whole response. Cancelling the caller drops the connection."""
-        origin, path = self._target(url)
+        origin, path = Origin.parse(url)
         exchange = _Exchange(self, origin, path, body, "application/json", streaming=False)
         async with exchange as (status, response):
             await response.done
@@ -159,7 +152,7 @@ class HTTPClient:
 
     async def get(self, url: str) -> tuple[int, bytes]:
         """A GET, read whole; like every call here it never follows a redirect (a 3xx is the answer)."""
-        origin, path = self._target(url)
+        origin, path = Origin.parse(url)
         exchange = _Exchange(self, origin, path, b"", "application/json", streaming=False, method="GET")
         async with exchange as (status, response):
             await response.done
@@ -168,7 +161,7 @@ class HTTPClient:
 
     def stream(self, url: str, body: bytes, accept: str = "text/event-stream") -> "_Exchange":
         """`async with client.stream(url, body) as (status, chunks)`: body chunks as they arrive."""
-        origin, path = self._target(url)
+        origin, path = Origin.parse(url)
         return _Exchange(self, origin, path, body, accept, streaming=True)
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
@@ -30,7 +31,6 @@ class TritonClient:
         self._connect_timeout = connect_timeout
         self._http = HTTPClient(limit_per_origin=pool_size, connect_timeout=connect_timeout)
         self._channels: dict[str, tuple[grpc.aio.Channel, service_pb2_grpc.GRPCInferenceServiceStub]] = {}
-        self._urls: dict[tuple[str, str], str] = {}  # (endpoint, model) → its generate_stream URL
 
     async def start(self) -> None:
         """Connections open on first use; nothing to do ahead of it."""
@@ -65,11 +65,7 @@ class TritonClient:
     async def generate_stream(self, endpoint: str, model: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """Each server-sent event of Triton's `generate_stream`, decoded. Leaving the loop early
         closes the connection, which cancels the request in Triton."""
-        url = self._urls.get((endpoint, model))
-        if url is None:
-            if len(self._urls) >= 4096:  # bounded: model endpoints come and go
-                self._urls.clear()
-            url = self._urls[(endpoint, model)] = f"{endpoint}/v2/models/{quote(model, safe='')}/generate_stream"
+        url = _generate_stream_url(endpoint, model)
         try:
             async with self._http.stream(url, orjson.dumps(body)) as (status, chunks):
                 if status != 200:
@@ -153,3 +149,8 @@ def _error_message(payload: bytes) -> str:
 
 def _describe(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
+
+
+@functools.lru_cache(maxsize=4096)  # quoting per request costs more than the rest of the URL
+def _generate_stream_url(endpoint: str, model: str) -> str:
+    return f"{endpoint}/v2/models/{quote(model, safe='')}/generate_stream"
