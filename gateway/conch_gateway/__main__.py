@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ValidationError, ValueError) as exc:
         # a bad or missing setting is a configuration mistake, not a crash: one readable message, no traceback
         sys.exit(f"conch-gateway: {exc}")
+    tune_garbage_collector(settings.gc_threshold)
     uvicorn.run(
         app,
         host=settings.host,
@@ -49,6 +51,16 @@ def main(argv: list[str] | None = None) -> None:
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
+
+
+def tune_garbage_collector(threshold: int) -> None:
+    """Process-wide, so set here, where the process is the gateway, not in create_app (tests build
+    many apps in one process). The older generations keep Python's ratios."""
+    if threshold == 0:
+        gc.disable()
+        return
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, older, oldest)
 
 
 if __name__ == "__main__":

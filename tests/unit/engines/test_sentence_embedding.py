@@ -75,7 +75,10 @@ def test_truncates_to_256_tokens_like_sentence_transformers(encoder):
     head = " ".join(words.split()[:254])  # what survives: 254 words + [CLS] + [SEP]
     result = encoder.encode([words, head])
     assert result.token_counts.tolist() == [256, 256]
-    np.testing.assert_array_equal(result.vectors[0], result.vectors[1])
+    # Rows of one batch may go through different OpenBLAS kernels (e.g. its Zen kernels on an AMD
+    # EPYC), so equal inputs in one batch agree to float32 rounding, not bit for bit; alone, exactly.
+    np.testing.assert_allclose(result.vectors[0], result.vectors[1], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(encoder.encode([words]).vectors[0], encoder.encode([head]).vectors[0])
 
 
 def test_does_not_keep_tokenizer_json_s_own_128_token_limit(encoder):
