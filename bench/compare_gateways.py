@@ -83,9 +83,9 @@ def main(argv=None) -> int:
                         other.pause()
                 if child is not None:
                     child.resume()
-                if round_ >= 0:
-                    wait_quiet({"triton": triton.pid, **({"gateway": child.pid} if child else {})}, timeout=120, say=say)
                 groups = {"triton": triton.pid, **({"gateway": child.pid} if child else {})}
+                if round_ >= 0:
+                    wait_quiet(groups, timeout=120, say=say)
                 meter = CpuMeter(groups).start()
                 with auth_overhead.with_bearer(key if child is not None else None):
                     result = run_wrk(url, body, connections=args.concurrency,

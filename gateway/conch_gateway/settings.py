@@ -77,8 +77,8 @@ class Settings(BaseSettings):
     gc_threshold: int = Field(20_000, ge=0, description="Allocations between two collections of Python's youngest "
                               "garbage generation (Python's default: 700; 0 turns the cyclic collector off). Each "
                               "request allocates hundreds of objects, so at 700 the collector ran every few requests: "
-                              "~30% of the gateway's CPU under load (bench/README.md). Memory is freed by reference "
-                              "counting as before; only reference cycles wait longer.")
+                              "a quarter of the gateway's CPU or more under load (bench/README.md). Memory is freed "
+                              "by reference counting as before; only reference cycles wait longer.")
     max_connections: int = Field(2048, ge=1, description="Connections plus requests in flight per process "
                                  "(uvicorn limit_concurrency; 503 beyond).")
     max_in_flight_per_replica: int = Field(64, ge=1, description="Generations in flight per ready Triton replica "
