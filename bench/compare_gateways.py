@@ -28,20 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import auth_overhead  # noqa: E402
 import overhead  # noqa: E402
-from common import (RESULTS_DIR, Child, free_port_block, machine, markdown_table, run_wrk, say,  # noqa: E402
-                    stop_on_signals, write_results)
+from common import (RESULTS_DIR, Child, machine, markdown_table, run_wrk, say, stop_on_signals,  # noqa: E402
+                    write_results)
 from procstat import CpuMeter, wait_quiet  # noqa: E402
 
 
 def start_gateway(name: str, checkout: Path, models_file: Path, logs: Path, env: dict[str, str]) -> tuple[Child, str]:
-    port = free_port_block(1)
+    """bench/auth_overhead.py's gateway, with this checkout's code first on PYTHONPATH."""
     path = ":".join(str(checkout / part) for part in ("gateway", "crds", "engines"))
-    child = Child(name, [sys.executable, "-m", "conch_gateway"], logs / f"{name}.log",
-                  env={"PORT": str(port), "CONCH_HOST": "127.0.0.1", "CONCH_MODEL_SOURCE": "local",
-                       "CONCH_LOCAL_MODELS_FILE": str(models_file), "CONCH_LOG_LEVEL": "warning",
-                       "PYTHONPATH": path, **env}).start()
-    child.wait_http(f"http://127.0.0.1:{port}/health", timeout=60, accept=(200, 503))
-    return child, f"http://127.0.0.1:{port}/v1/generate"
+    child, url = auth_overhead.start_conch(name, models_file, logs, {**env, "PYTHONPATH": path})
+    return child, f"{url}/v1/generate"
 
 
 def main(argv=None) -> int:
@@ -94,7 +90,7 @@ def main(argv=None) -> int:
                 if round_ < 0:
                     continue
                 n = max(result["requests"], 1)
-                runs[name].append({"rps": result["rps"], "errors": result.get("errors", 0),
+                runs[name].append({"rps": result["rps"], "errors": result["errors"],
                                    **{f"{group}_cpu_ms": 1000 * seconds / n for group, seconds in cpu.items()}})
                 say(f"round {round_ + 1}/{args.rounds} {name}: {result['rps']:.0f} req/s")
             for child in gateways:

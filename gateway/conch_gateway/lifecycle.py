@@ -44,7 +44,7 @@ class RequestLifecycle:
         loop = asyncio.get_running_loop()
         handler = asyncio.current_task()
         started = client_gone = body_done = False
-        disconnect: asyncio.Future[Message] = loop.create_future()
+        disconnect: asyncio.Future[Message] | None = None  # made with the watcher: most requests need neither
         watcher: asyncio.Task | None = None
         timer: asyncio.TimerHandle | None = None
 
@@ -57,9 +57,10 @@ class RequestLifecycle:
                 handler.cancel(CLIENT_GONE)
 
         def start_watching() -> None:
-            nonlocal watcher
+            nonlocal watcher, disconnect
             if watcher is None:
                 timer.cancel()
+                disconnect = loop.create_future()
                 watcher = loop.create_task(watch())
 
         async def receive_request() -> Message:
